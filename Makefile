@@ -1,0 +1,109 @@
+# sra - cross-tokenizer distillation. `make help` lists the targets.
+#
+# Flags: CC and CFLAGS are yours to override; the warning set and the
+# language level are always on. Libraries come from pkg-config (Debian's
+# serial HDF5 is `hdf5-serial`); `make deps` installs what is missing.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+PREFIX  ?= /usr/local
+BUILD   ?= build
+PY      ?= /usr/bin/python3
+
+SRA_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -pthread
+PKGS       := libzstd openblas libutf8proc libcjson
+HDF5_PKG   := $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo hdf5-serial || echo hdf5)
+PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PKG) $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PKG) $(PKGS) 2>/dev/null)
+HDF5_LIBDIR := $(shell pkg-config --variable=libdir $(HDF5_PKG) 2>/dev/null)
+PLUGINDIR  ?= $(if $(HDF5_LIBDIR),$(HDF5_LIBDIR)/plugins,$(PREFIX)/lib/hdf5/plugin)
+
+ALL_CFLAGS := $(SRA_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Iformat
+LDLIBS     := $(PKG_LIBS) -lm -pthread
+
+FORMAT_SRC := $(wildcard format/*.c)
+LIB_SRC    := $(filter-out format/zstd_plugin.c,$(FORMAT_SRC))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB        := $(BUILD)/libsra.a
+PROGS      := $(BUILD)/sra-inspect
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_BINS  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/cache_fixture
+BENCH_BINS := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/bench-*.c))
+PLUGIN     := $(BUILD)/plugins/libh5zstd.so
+
+.PHONY: all deps check-deps test asan bench demo install clean help
+.DEFAULT_GOAL := all
+
+all: check-deps $(LIB) $(PROGS) $(PLUGIN) $(TEST_BINS) $(BENCH_BINS)
+
+help:
+	@echo "make            build libsra.a, the programs and the HDF5 zstd plugin into $(BUILD)/"
+	@echo "make deps       install the Debian packages sra needs (root), or print the apt-get line"
+	@echo "make demo       the main job on an embedded default (installs packages first)"
+	@echo "make test       the whole test suite (installs packages first); ends 'N passed, N failed'"
+	@echo "make asan       the test suite under -fsanitize=address,undefined (in build-asan/)"
+	@echo "make bench      benchmarks; ratios against peers measured in the same run"
+	@echo "make install    programs to PREFIX/bin ($(PREFIX)), plugin to PLUGINDIR ($(PLUGINDIR))"
+	@echo "make clean      remove build outputs"
+
+deps:
+	@tests/deps.sh install
+
+check-deps:
+	@tests/deps.sh check-build
+
+$(BUILD)/obj/%.o: %.c $(wildcard format/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/sra-%: tools/sra-%.c $(LIB)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench-%: tools/bench-%.c $(LIB)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+
+# The plugin is built without sanitizers even under `make asan`: it is
+# loaded into /usr/bin/python3 and h5dump, which carry no ASan runtime.
+$(PLUGIN): format/zstd_filter.c format/zstd_plugin.c format/zstd_filter.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SRA_CFLAGS) -O2 -g $(PKG_CFLAGS) -DSRA_ZSTD_PLUGIN -fPIC -shared \
+	  format/zstd_filter.c format/zstd_plugin.c -lzstd -o $@
+
+# These install packages first, then build in a sub-make so that the
+# pkg-config flags are computed after the install.
+test:
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory all
+	@tests/run.sh $(BUILD)
+
+asan:
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh build-asan
+
+bench:
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory all
+	@tests/bench.sh $(BUILD)
+
+demo:
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory all
+	@tests/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/
+
+clean:
+	rm -rf build build-asan

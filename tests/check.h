@@ -1,0 +1,47 @@
+/*
+ * check.h - the tiny test harness every C test uses.
+ *
+ *   TEST(name) { CHECK(x == 1, "x = %d", x); }
+ *   int main(void) { RUN(name); return check_summary(); }
+ *
+ * Each RUN prints "ok - name" or "not ok - name" (TAP-like); failed CHECKs
+ * print file:line and the message. tests/run.sh counts these lines and
+ * prints the final "N passed, N failed".
+ */
+#ifndef SRA_CHECK_H
+#define SRA_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_fails_;
+static int check_tests_failed_;
+
+#define CHECK(cond, ...)                                              \
+    do {                                                              \
+        if (!(cond)) {                                                \
+            printf("  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            printf(__VA_ARGS__);                                      \
+            printf("\n");                                             \
+            check_fails_++;                                           \
+        }                                                             \
+    } while (0)
+
+#define TEST(name) static void name(void)
+#define RUN(name) check_run_(#name, name)
+
+static void check_run_(const char *name, void (*f)(void)) {
+    int before = check_fails_;
+    f();
+    if (check_fails_ == before) printf("ok - %s\n", name);
+    else { printf("not ok - %s\n", name); check_tests_failed_++; }
+    fflush(stdout);
+}
+
+static void check_skip_(const char *name, const char *why) {
+    printf("skip - %s: %s\n", name, why);
+}
+
+static int check_summary(void) { return check_tests_failed_ ? 1 : 0; }
+
+#endif
