@@ -170,6 +170,10 @@ int cache_read_doc(cache_reader *r, int64_t i, cache_doc *d);
 int cache_iter_begin(cache_reader *r, int64_t first, int64_t end, int n_threads);
 int cache_iter_next(cache_reader *r, cache_doc *d);
 void cache_iter_end(cache_reader *r);
+/* Read-ahead granularity: documents are decoded in blocks of about this
+ * many payload bytes (default 8 MiB; never less than one chunk of every
+ * per-atom dataset). Takes effect at the next cache_iter_begin. */
+void cache_set_block_bytes(cache_reader *r, size_t bytes);
 /* Seconds the consumer spent waiting inside cache_iter_next (loader stalls). */
 double cache_iter_wait_seconds(const cache_reader *r);
 

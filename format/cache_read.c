@@ -92,6 +92,7 @@ struct cache_reader {
     int cur_held; /* consumer holds slot cur */
     int stop;
     double wait_s;
+    size_t block_bytes;
 };
 
 const char *cache_errmsg(const cache_reader *r) { return r ? r->err.msg : "out of memory"; }
@@ -101,6 +102,7 @@ int64_t cache_n_docs(const cache_reader *r) { return r->n_docs; }
 int64_t cache_n_atoms(const cache_reader *r) { return r->n_atoms; }
 int64_t cache_text_bytes(const cache_reader *r) { return r->n_text; }
 double cache_iter_wait_seconds(const cache_reader *r) { return r->wait_s; }
+void cache_set_block_bytes(cache_reader *r, size_t bytes) { r->block_bytes = bytes; }
 
 /* ========================================================= chunk decode */
 
@@ -700,7 +702,7 @@ int cache_iter_begin(cache_reader *r, int64_t first, int64_t end, int n_threads)
         atom_bytes += r->ds[ds].row_bytes;
         if (r->ds[ds].cols > 1 && r->ds[ds].chunk_rows > min_atoms) min_atoms = r->ds[ds].chunk_rows;
     }
-    int64_t target = (int64_t)(BLOCK_TARGET_BYTES / atom_bytes);
+    int64_t target = (int64_t)((r->block_bytes ? r->block_bytes : BLOCK_TARGET_BYTES) / atom_bytes);
     if (target < min_atoms) target = min_atoms;
     r->plan = malloc((size_t)(end - first + 1) * sizeof *r->plan);
     if (!r->plan) return sra_err_set(&r->err, SRA_E_NOMEM, "out of memory");

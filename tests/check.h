@@ -30,7 +30,7 @@ static int check_tests_failed_;
 #define TEST(name) static void name(void)
 #define RUN(name) check_run_(#name, name)
 
-static void check_run_(const char *name, void (*f)(void)) {
+static inline void check_run_(const char *name, void (*f)(void)) {
     int before = check_fails_;
     f();
     if (check_fails_ == before) printf("ok - %s\n", name);
@@ -38,10 +38,10 @@ static void check_run_(const char *name, void (*f)(void)) {
     fflush(stdout);
 }
 
-static void check_skip_(const char *name, const char *why) {
+static inline void check_skip_(const char *name, const char *why) {
     printf("skip - %s: %s\n", name, why);
 }
 
-static int check_summary(void) { return check_tests_failed_ ? 1 : 0; }
+static inline int check_summary(void) { return check_tests_failed_ ? 1 : 0; }
 
 #endif
