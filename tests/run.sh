@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# run.sh BUILD - runs every test of the suite against the binaries in BUILD
+# and ends with the line "N passed, N failed" (plus skips on the line above).
+#
+# Each test program prints TAP-like lines: "ok - name", "not ok - name",
+# "skip - name: why". A program that exits non-zero without printing a
+# failure (a crash, a sanitizer report) counts as one failed test.
+# Shared assets: SRA_SHARED (default ../shared); missing assets are skipped
+# loudly, and under CI=true they fail.
+set -uo pipefail
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export SRA_BUILD=$(cd "$BUILD" && pwd)
+export SRA_SHARED=${SRA_SHARED:-$ROOT/../shared}
+export SRA_PY=${SRA_PY:-/usr/bin/python3}
+export HDF5_PLUGIN_PATH=$SRA_BUILD/plugins
+cd "$ROOT"
+
+pass=0; fail=0; skip=0; failed_names=()
+run_one() { # name, command...
+    local name=$1; shift
+    local out rc
+    local t0=$(date +%s.%N)
+    out=$("$@" 2>&1); rc=$?
+    local p f s
+    p=$(grep -c '^ok - ' <<<"$out"); f=$(grep -c '^not ok - ' <<<"$out"); s=$(grep -c '^skip - ' <<<"$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; out="$out"$'\n'"not ok - $name exited with status $rc"; fi
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+    local dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+    if [ "$f" -gt 0 ]; then
+        failed_names+=("$name")
+        echo "FAIL $name (${dt}s)"; sed 's/^/    /' <<<"$out"
+    else
+        echo "pass $name: $p ok, $s skipped (${dt}s)"
+        grep '^skip - ' <<<"$out" | sed 's/^/    /'
+    fi
+}
+
+for t in "$SRA_BUILD"/tests/test_*; do
+    [ -x "$t" ] && run_one "$(basename "$t")" "$t"
+done
+for t in tests/test_*.py; do
+    [ -f "$t" ] && run_one "$(basename "$t")" "$SRA_PY" "$t"
+done
+for t in tests/cli_*.sh; do
+    [ -f "$t" ] && run_one "$(basename "$t")" bash "$t"
+done
+
+echo
+[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
+echo "$skip skipped"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
