@@ -142,13 +142,19 @@ static int put_attr(hid_t obj, const char *name, hid_t type, hid_t space, const 
     return rc < 0 ? -1 : 0;
 }
 
+/* Fixed-length strings, not variable-length: a fixed string lives inside
+ * the attribute message, which the 1.10 format checksums, while a variable
+ * one lives in HDF5's global heap, which has no checksum and which HDF5
+ * follows blindly (a flipped length byte there crashes H5Aread; found by
+ * flipping bytes of real caches). */
 int h5_attr_put_str(hid_t obj, const char *name, const char *v) {
+    const char *p = v ? v : "";
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(p) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t s = H5Screate(H5S_SCALAR);
-    const char *p = v ? v : "";
-    int rc = put_attr(obj, name, t, s, &p);
+    int rc = put_attr(obj, name, t, s, p);
     H5Sclose(s);
     H5Tclose(t);
     return rc;

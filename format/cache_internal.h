@@ -59,7 +59,7 @@ void h5_last_error(char *buf, size_t n);
  * f16 -> IEEE binary16); the caller H5Tcloses it. */
 hid_t h5_file_type(elem_type t);
 
-/* Attributes on an object. Strings: variable-length UTF-8. Readers accept
+/* Attributes on an object. Strings: fixed-length UTF-8. Readers accept
  * fixed or variable strings and any integer/float width (HDF5 converts). */
 int h5_attr_put_str(hid_t obj, const char *name, const char *v);
 int h5_attr_put_i64(hid_t obj, const char *name, int64_t v);

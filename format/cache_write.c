@@ -370,9 +370,14 @@ int cache_writer_open(cache_writer **out, const char *path, const cache_meta *m,
 
     h5_lock();
     h5_init_thread();
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-    H5Pclose(fcpl);
+    /* The HDF5 1.10 file format: its object headers, heaps and chunk
+     * indexes (extensible/fixed arrays) carry checksums, so damaged
+     * metadata is reported instead of misread. Readable by HDF5 >= 1.10
+     * (h5py, h5dump and friends since 2016). */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (w->file < 0) {
         h5_unlock();
         char h5[256];

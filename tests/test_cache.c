@@ -442,6 +442,59 @@ TEST(kill_9_leaves_nothing_that_reads_as_complete) {
     }
 }
 
+/* The fuzzer for the reader: flip one random bit anywhere in a valid
+ * shard. The reader must either refuse the file with an error or deliver
+ * exactly the original documents; it must never crash or hand out
+ * different numbers. Each attempt runs in a child so a crash is caught. */
+TEST(random_bit_flips_never_crash_or_lie) {
+    cfg c = {CACHE_BF16, 2, 3, -1, 32, 6, 30, 2048, 21};
+    char good[512], bad[512];
+    path_in(good, sizeof good, "fuzz_good.h5");
+    path_in(bad, sizeof bad, "fuzz.h5");
+    CHECK(write_fixture(&c, good) == 0, "write");
+    uint8_t *b;
+    size_t n;
+    if (read_file(good, &b, &n)) { CHECK(0, "read %s", good); return; }
+    cache_meta m;
+    meta_for(&c, &m);
+    fx_rng rng = {2026};
+    int iters = getenv("SRA_FUZZ_ITERS") ? atoi(getenv("SRA_FUZZ_ITERS")) : 400;
+    int refused = 0, accepted = 0;
+    for (int it = 0; it < iters; it++) {
+        size_t pos = (size_t)(fx_next(&rng) % n);
+        uint8_t bit = (uint8_t)(1u << (fx_next(&rng) % 8));
+        b[pos] ^= bit;
+        FILE *f = fopen(bad, "wb");
+        fwrite(b, 1, n, f);
+        fclose(f);
+        b[pos] ^= bit;
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            cache_reader *r;
+            int rc = cache_open(&r, bad);
+            if (!rc) rc = cache_iter_begin(r, 0, cache_n_docs(r), 2);
+            int64_t i = 0;
+            cache_doc d;
+            while (!rc && (rc = cache_iter_next(r, &d)) == 1) {
+                if (same_doc(&c, &m, &d, i++)) _exit(3);
+                rc = 0;
+            }
+            if (!rc && i != c.docs) _exit(3);
+            cache_close(r);
+            _exit(rc ? 2 : 0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        CHECK(!WIFSIGNALED(st), "bit %u of byte %zu: reader crashed (signal %d)", bit, pos, WTERMSIG(st));
+        CHECK(!WIFEXITED(st) || WEXITSTATUS(st) != 3, "bit %u of byte %zu: reader delivered wrong data", bit, pos);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 2) refused++;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) accepted++;
+    }
+    printf("  %d flips: %d refused, %d accepted with identical data\n", iters, refused, accepted);
+    free(b);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/sra-test-cache-XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
@@ -452,6 +505,7 @@ int main(void) {
     RUN(writer_rejects_bad_input);
     RUN(bad_files_each_get_their_own_error);
     RUN(kill_9_leaves_nothing_that_reads_as_complete);
+    RUN(random_bit_flips_never_crash_or_lie);
     free(g_tok);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
