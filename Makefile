@@ -15,8 +15,10 @@ PKGS       := libzstd openblas libutf8proc libcjson
 HDF5_PKG   := $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo hdf5-serial || echo hdf5)
 PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PKG) $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PKG) $(PKGS) 2>/dev/null)
-HDF5_LIBDIR := $(shell pkg-config --variable=libdir $(HDF5_PKG) 2>/dev/null)
-PLUGINDIR  ?= $(if $(HDF5_LIBDIR),$(HDF5_LIBDIR)/plugins,$(PREFIX)/lib/hdf5/plugin)
+# Where HDF5 looks for plugins by default: Debian's .pc file says it
+# (PluginDir); elsewhere HDF5's own default is /usr/local/hdf5/lib/plugin.
+HDF5_PLUGINDIR := $(shell pkg-config --variable=PluginDir $(HDF5_PKG) 2>/dev/null)
+PLUGINDIR  ?= $(if $(HDF5_PLUGINDIR),$(HDF5_PLUGINDIR),/usr/local/hdf5/lib/plugin)
 
 ALL_CFLAGS := $(SRA_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Iformat
 LDLIBS     := $(PKG_LIBS) -lm -pthread
