@@ -90,6 +90,7 @@ struct cache_reader {
     int64_t next_assign, cur; /* next block to hand out, block being consumed */
     int64_t cur_doc;
     int cur_held; /* consumer holds slot cur */
+    int iter_rc;  /* sticky: once a block failed, every next() fails */
     int stop;
     double wait_s;
     size_t block_bytes;
@@ -722,6 +723,7 @@ int cache_iter_begin(cache_reader *r, int64_t first, int64_t end, int n_threads)
     r->next_assign = r->cur = 0;
     r->cur_doc = first;
     r->cur_held = 0;
+    r->iter_rc = 0;
     r->stop = 0;
     r->wait_s = 0;
     r->iter_on = 1;
@@ -741,6 +743,7 @@ int cache_iter_begin(cache_reader *r, int64_t first, int64_t end, int n_threads)
 
 int cache_iter_next(cache_reader *r, cache_doc *d) {
     if (!r->iter_on) return sra_err_set(&r->err, SRA_E_ARG, "cache_iter_next without cache_iter_begin");
+    if (r->iter_rc) return r->iter_rc;
     block *s = r->nplan ? &r->slots[r->cur % r->nslots] : NULL;
     if (r->cur_held && r->cur_doc >= s->doc1) { /* done with this block: give it back */
         pthread_mutex_lock(&r->mu);
@@ -760,7 +763,7 @@ int cache_iter_next(cache_reader *r, cache_doc *d) {
         pthread_mutex_unlock(&r->mu);
         r->wait_s += sra_now() - t0;
         r->cur_held = 1;
-        if (s->rc) return sra_err_set(&r->err, s->rc, "%s", s->err);
+        if (s->rc) return r->iter_rc = sra_err_set(&r->err, s->rc, "%s", s->err);
     }
     fill_doc(r, s, r->cur_doc++, d);
     return 1;

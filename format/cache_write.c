@@ -83,6 +83,13 @@ static int check_meta(cache_writer *w, const cache_meta *m) {
     if (m->n_layers < 1 || m->n_layers > CACHE_MAX_LAYERS)
         return sra_err_set(e, SRA_E_ARG, "%s: meta.n_layers = %d, expected 1..%d", p,
                            m->n_layers, CACHE_MAX_LAYERS);
+    for (int j = 0; j < m->n_layers; j++) {
+        int dup = 0;
+        for (int i = 0; i < j; i++) dup |= m->layers[i] == m->layers[j];
+        if (dup || m->layers[j] < CACHE_LAYER_FINAL)
+            return sra_err_set(e, SRA_E_ARG, "%s: meta.layers[%d] = %d: layers must be distinct "
+                               "and >= -1 (-1 = final norm)", p, j, m->layers[j]);
+    }
     if (m->hidden_size < 1)
         return sra_err_set(e, SRA_E_ARG, "%s: meta.hidden_size = %lld, expected >= 1", p,
                            (long long)m->hidden_size);

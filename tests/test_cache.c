@@ -213,6 +213,12 @@ TEST(writer_rejects_bad_input) {
     CHECK(cache_writer_open(&w, path, &m, NULL) == SRA_E_ARG, "k > vocab");
     cache_writer_free(w);
     meta_for(&c, &m);
+    m.n_layers = 2;
+    m.layers[1] = m.layers[0];
+    CHECK(cache_writer_open(&w, path, &m, NULL) == SRA_E_ARG && strstr(cache_writer_errmsg(w), "layers"),
+          "duplicate layers: %s", cache_writer_errmsg(w));
+    cache_writer_free(w);
+    meta_for(&c, &m);
     m.atoms = "student";
     CHECK(cache_writer_open(&w, path, &m, NULL) == SRA_E_ARG && strstr(cache_writer_errmsg(w), "student"),
           "student atoms without tokenizer: %s", cache_writer_errmsg(w));
@@ -360,6 +366,19 @@ TEST(bad_files_each_get_their_own_error) {
     rc = open_and_read(bad, msg, sizeof msg);
     CHECK(rc == SRA_E_CORRUPT && strstr(msg, "/atoms/com/0") && strstr(msg, "corrupt"),
           "flipped chunk byte (%s): %s", sra_err_name(rc), msg);
+    {   /* the error is sticky: later calls fail too, never hand out garbage */
+        cache_reader *r;
+        cache_doc d;
+        int got = 1, n = 0;
+        CHECK(cache_open(&r, bad) == 0, "open");
+        cache_set_block_bytes(r, 1);
+        cache_iter_begin(r, 0, cache_n_docs(r), 2);
+        while (n < 1000 && (got = cache_iter_next(r, &d)) == 1) n++;
+        CHECK(got == SRA_E_CORRUPT && cache_iter_next(r, &d) == SRA_E_CORRUPT &&
+                  cache_iter_next(r, &d) == SRA_E_CORRUPT,
+              "after an error next() must keep failing");
+        cache_close(r);
+    }
 
     /* missing dataset */
     copy_file(good, bad);
