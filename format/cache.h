@@ -121,10 +121,10 @@ typedef struct {
 /* ================================================================ writer */
 
 typedef struct {
-    int zstd_level;      /* 1..22; 0 = store uncompressed. Default 3 */
+    int zstd_level;      /* 1..22; 0 = store uncompressed. Default 1 */
     int shuffle;         /* 1 = byte-shuffle multi-byte data before zstd;
                             0 = never; -1 = the measured default (CACHE.md) */
-    size_t chunk_bytes;  /* target raw bytes per chunk; default 1 MiB */
+    size_t chunk_bytes;  /* raw bytes per CoM chunk; default 256 KiB */
 } cache_write_opts;
 
 void cache_write_opts_default(cache_write_opts *o);

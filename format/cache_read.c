@@ -82,9 +82,9 @@ struct cache_reader {
     pthread_cond_t cv;
     pthread_t th[MAX_THREADS];
     int nth;
-    worker *wk;
-    block *slots;
-    int nslots;
+    worker *wk;       /* (wk_cap) kept across passes: their chunk caches stay warm */
+    block *slots;     /* (slots_cap) kept across passes: no re-faulting of buffers */
+    int nslots, wk_cap, slots_cap;
     int64_t *plan; /* block b = docs [plan[b], plan[b+1]) */
     int64_t nplan;
     int64_t next_assign, cur; /* next block to hand out, block being consumed */
@@ -716,10 +716,21 @@ int cache_iter_begin(cache_reader *r, int64_t first, int64_t end, int n_threads)
         i = j;
     }
     r->nslots = n_threads + 2;
-    r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
-    r->wk = calloc((size_t)n_threads, sizeof *r->wk);
-    if (!r->slots || !r->wk) return sra_err_set(&r->err, SRA_E_NOMEM, "out of memory");
-    for (int t = 0; t < n_threads; t++) worker_init(&r->wk[t]);
+    if (r->nslots > r->slots_cap) {
+        block *b = realloc(r->slots, (size_t)r->nslots * sizeof *b);
+        if (!b) return sra_err_set(&r->err, SRA_E_NOMEM, "out of memory");
+        memset(b + r->slots_cap, 0, (size_t)(r->nslots - r->slots_cap) * sizeof *b);
+        r->slots = b;
+        r->slots_cap = r->nslots;
+    }
+    if (n_threads > r->wk_cap) {
+        worker *w = realloc(r->wk, (size_t)n_threads * sizeof *w);
+        if (!w) return sra_err_set(&r->err, SRA_E_NOMEM, "out of memory");
+        for (int t = r->wk_cap; t < n_threads; t++) worker_init(&w[t]);
+        r->wk = w;
+        r->wk_cap = n_threads;
+    }
+    for (int t = 0; t < r->nslots; t++) r->slots[t].state = SLOT_FREE;
     r->next_assign = r->cur = 0;
     r->cur_doc = first;
     r->cur_held = 0;
@@ -776,16 +787,9 @@ void cache_iter_end(cache_reader *r) {
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     for (int t = 0; t < r->nth; t++) pthread_join(r->th[t], NULL);
-    for (int t = 0; t < r->nth; t++) worker_free(&r->wk[t]);
-    for (int s = 0; s < r->nslots; s++)
-        for (int i = 0; i < DS_MAX; i++) free(r->slots[s].arr[i]);
-    free(r->slots);
-    free(r->wk);
     free(r->plan);
-    r->slots = NULL;
-    r->wk = NULL;
     r->plan = NULL;
-    r->nth = r->nslots = 0;
+    r->nth = 0;
     r->nplan = 0;
     r->iter_on = 0;
 }
@@ -868,6 +872,11 @@ void cache_close(cache_reader *r) {
     h5_unlock();
     worker_free(&r->sync_w);
     for (int i = 0; i < DS_MAX; i++) free(r->sync_b.arr[i]);
+    for (int t = 0; t < r->wk_cap; t++) worker_free(&r->wk[t]);
+    for (int b = 0; b < r->slots_cap; b++)
+        for (int i = 0; i < DS_MAX; i++) free(r->slots[b].arr[i]);
+    free(r->wk);
+    free(r->slots);
     for (int i = 0; i < r->nstrs; i++) free(r->strs[i]);
     for (int b = 0; b < BLOB_N; b++) free(r->blob[b]);
     free(r->text_off);

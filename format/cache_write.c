@@ -50,9 +50,12 @@ struct cache_writer {
 };
 
 void cache_write_opts_default(cache_write_opts *o) {
-    o->zstd_level = SRA_ZSTD_LEVEL;
+    /* Level 1, not zstd's usual 3: on bf16 hidden states after the byte
+     * shuffle it compresses smaller *and* 2x faster both ways (bench-cache,
+     * CACHE.md). */
+    o->zstd_level = 1;
     o->shuffle = -1;
-    o->chunk_bytes = 1 << 20;
+    o->chunk_bytes = 256 << 10;
 }
 
 const char *cache_writer_errmsg(const cache_writer *w) {
@@ -217,21 +220,26 @@ static int app_push(cache_writer *w, app *a, const void *rows, int64_t n) {
     return 0;
 }
 
-/* Chunk rows per dataset. Per-atom scalars get chunks of about four CoM
- * chunks' rows so that the reader's blocks cover them without re-decoding
- * a huge chunk for a few rows (see cache_read.c). */
+/* Chunk rows per dataset. CoM chunks hold chunk_bytes (R_com rows). The
+ * reader decodes blocks of whole documents (~8 MiB) and a chunk straddling
+ * two blocks is decoded twice, so the other per-atom arrays must not have
+ * chunks much longer (in rows) than CoM's: top-k gets at most
+ * max(4 R_com, 256) rows, per-atom scalars 4096..65536 rows (tiny chunks
+ * compress badly; their duplicate decode costs nothing), text 64 KiB. */
 static int64_t chunk_rows_for(const cache_writer *w, int ds, size_t row_bytes) {
     int64_t r = (int64_t)(w->o.chunk_bytes / row_bytes);
     if (r < 1) r = 1;
-    if (ds >= DS_START && cache_ds_cols(&w->m, ds) == 1) {
-        int64_t com_rows = (int64_t)(w->o.chunk_bytes /
-                                     ((size_t)w->m.hidden_size * cache_dtype_size(w->m.hidden_dtype)));
-        int64_t lim = 4 * (com_rows > 0 ? com_rows : 1);
-        if (lim < 1024) lim = 1024;
-        if (r > lim) r = lim;
+    int64_t com = (int64_t)(w->o.chunk_bytes /
+                            ((size_t)w->m.hidden_size * cache_dtype_size(w->m.hidden_dtype)));
+    if (com < 1) com = 1;
+    if (ds == DS_TEXT) return 65536;
+    if (ds < DS_START || ds >= DS_COM0) return r;
+    if (cache_ds_rank(ds) == 2) {
+        int64_t lim = 4 * com > 256 ? 4 * com : 256;
+        return r < lim ? r : lim;
     }
-    if (ds == DS_TEXT && r > 65536) r = 65536;
-    return r;
+    int64_t rows = 4 * com < 4096 ? 4096 : 4 * com > 65536 ? 65536 : 4 * com;
+    return rows;
 }
 
 static hid_t make_group(hid_t file, const char *name) {
@@ -364,7 +372,7 @@ int cache_writer_open(cache_writer **out, const char *path, const cache_meta *m,
     if (!w->path || !w->tmp) return sra_err_set(&w->err, SRA_E_NOMEM, "out of memory");
     sprintf(w->tmp, "%s.tmp", path);
     if (opts) w->o = *opts; else cache_write_opts_default(&w->o);
-    if (w->o.chunk_bytes == 0) w->o.chunk_bytes = 1 << 20;
+    if (w->o.chunk_bytes == 0) w->o.chunk_bytes = 256 << 10;
     if (w->o.zstd_level < 0 || w->o.zstd_level > 22)
         return sra_err_set(&w->err, SRA_E_ARG, "%s: zstd level %d, expected 0..22", path,
                            w->o.zstd_level);

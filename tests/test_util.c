@@ -101,18 +101,26 @@ TEST(bf16_round_to_nearest_even) {
 }
 
 TEST(shuffle_is_hdf5_layout) {
-    enum { N = 1000 };
-    for (size_t es = 1; es <= 8; es++) {
-        uint8_t src[N * 8], sh[N * 8], back[N * 8];
-        for (size_t i = 0; i < N * es; i++) src[i] = (uint8_t)(i * 131 + es);
-        sra_shuffle(sh, src, N, es);
-        int ok = 1;
-        for (size_t j = 0; j < es; j++)
-            for (size_t i = 0; i < N; i++) ok &= sh[j * N + i] == src[i * es + j];
-        CHECK(ok, "shuffle(esize %zu) differs from byte j of element i -> j*n+i", es);
-        sra_unshuffle_range(back, sh, N, es, 123, 456);
-        CHECK(!memcmp(back, src + 123 * es, 456 * es), "unshuffle range (esize %zu)", es);
-    }
+    /* sizes around the 16-element vector width, every element size */
+    static const size_t sizes[] = {1, 7, 15, 16, 17, 31, 32, 33, 1000, 1003};
+    for (size_t es = 1; es <= 8; es++)
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+            size_t N = sizes[z];
+            uint8_t *src = malloc(N * es), *sh = malloc(N * es), *back = malloc(N * es);
+            for (size_t i = 0; i < N * es; i++) src[i] = (uint8_t)(i * 131 + es + (i >> 7));
+            sra_shuffle(sh, src, N, es);
+            int ok = 1;
+            for (size_t j = 0; j < es; j++)
+                for (size_t i = 0; i < N; i++) ok &= sh[j * N + i] == src[i * es + j];
+            CHECK(ok, "shuffle(n %zu, esize %zu) differs from byte j of element i -> j*n+i", N, es);
+            for (size_t first = 0; first < N; first += N / 3 + 1) {
+                size_t cnt = N - first > 37 ? N - first - (first % 5) : N - first;
+                sra_unshuffle_range(back, sh, N, es, first, cnt);
+                CHECK(!memcmp(back, src + first * es, cnt * es), "unshuffle n %zu esize %zu [%zu,+%zu)",
+                      N, es, first, cnt);
+            }
+            free(src); free(sh); free(back);
+        }
 }
 
 TEST(zstd_filter_roundtrip_and_corruption) {

@@ -14,14 +14,14 @@
  * Then measures, all in one process so that speeds are reported as ratios
  * against peers measured in the same run:
  *   1. compression of the CoM block and of the top-k block (ids + logprob)
- *      on 1 MiB chunks with sra_shuffle + sra_zstd_compress directly:
+ *      on 256 KiB chunks with sra_shuffle + sra_zstd_compress directly:
  *      ratio, 1-thread compress and decompress MB/s, zstd vs shuffle+zstd,
  *      levels 1 and 3;
  *   2. peers: memcpy of 256 MiB (1 and 2 threads) and raw
- *      ZSTD_decompressDCtx with 1 and 2 threads on the level-3 chunks of
+ *      ZSTD_decompressDCtx with 1 and 2 threads on the chunks (writer level) of
  *      CoM + top-k as the shard holds them (1 thread bounds the 1-thread
  *      reader; 2 threads shows how far this machine scales);
- *   3. end to end: cache_writer (zstd 3, shuffle on / off) -> write MB/s,
+ *   3. end to end: cache_writer (default level, shuffle on / off) -> write MB/s,
  *      file size, ratio; cache_iter over every document with 1 and 2
  *      threads, touching every atom -> read MB/s, loader wait and the
  *      process CPU seconds (user, sys) spent, i.e. how many cores were busy.
@@ -54,7 +54,7 @@
 #define TOPK 64
 #define VOCAB 128256
 #define CANDIDATES 256       /* softmax support drawn per atom */
-#define CHUNK (1u << 20)     /* the writer's default chunk_bytes */
+#define CHUNK (256u << 10)   /* the writer's default chunk_bytes (CoM) */
 #define MEMCPY_BYTES (256u << 20)
 #define MIN_PASS_BYTES (64u << 20) /* small blocks are timed over repeated passes */
 
@@ -555,7 +555,7 @@ static void write_shard(const char *path, const corpus *c, int shuffle, e2e *res
     meta_make(&m, c);
     cache_write_opts o;
     cache_write_opts_default(&o);
-    o.zstd_level = 3;
+    /* the writer's default level: what users get */
     o.shuffle = shuffle;
     cache_writer *w = NULL;
     double t0 = now();
@@ -702,15 +702,20 @@ int main(int argc, char **argv) {
         {"topk_ids", (const uint8_t *)c.ids, (size_t)c.n_atoms * TOPK * 4, 4},
         {"topk_logprob", (const uint8_t *)c.lp, (size_t)c.n_atoms * TOPK * 2, 2},
     };
-    static const int levels[2] = {1, 3};
+    /* W: the writer's default level; the peers and the end-to-end shard
+     * use it, the table compares it with the other */
+    cache_write_opts def;
+    cache_write_opts_default(&def);
+    const int W = def.zstd_level;
+    const int levels[2] = {W == 1 ? 3 : 1, W};
     cstat cs[3][2][2]; /* [dataset][level][shuffle] */
-    zset kept[2][3];   /* level-3 chunks [shuffle][dataset], for the peers */
+    zset kept[2][3];   /* level-W chunks [shuffle][dataset], for the peers */
     for (int k = 0; k < 3; k++)
         for (int l = 0; l < 2; l++)
             for (int s = 0; s < 2; s++)
                 cs[k][l][s] = measure_dset(&dsets[k], levels[l], s, reps, l == 1 ? &kept[s][k] : NULL);
-    printf("compression: 1 MiB chunks, 1 thread (dec = zstd + unshuffle as the reader does; "
-           "zstd = ZSTD_decompressDCtx alone)\n");
+    printf("compression: %u KiB chunks, 1 thread (dec = zstd + unshuffle as the reader does; "
+           "zstd = ZSTD_decompressDCtx alone)\n", CHUNK >> 10);
     printf("%-13s %5s  %-13s %6s  %10s  %10s  %10s\n", "block", "level", "filters", "ratio",
            "comp MB/s", "dec MB/s", "zstd MB/s");
     static const char *const rows[4] = {"com", "topk", "  topk_ids", "  topk_logprob"};
@@ -723,14 +728,14 @@ int main(int argc, char **argv) {
                        s ? "shuffle+zstd" : "zstd", ratio_of(x), mbps(x.raw, x.comp_s),
                        mbps(x.raw, x.dec_s), mbps(x.raw, x.zdec_s));
             }
-    /* winners at level 3 (the writer's default level) */
+    /* winners at level W (the writer's default level) */
     cstat com3[2] = {cs[0][1][0], cs[0][1][1]};
     cstat topk3[2] = {cstat_add(cs[1][1][0], cs[2][1][0]), cstat_add(cs[1][1][1], cs[2][1][1])};
     int com_win = ratio_of(com3[1]) > ratio_of(com3[0]);
     int topk_win = ratio_of(topk3[1]) > ratio_of(topk3[0]);
-    printf("level 3, smaller file: com -> %s (ratio %.3f vs %.3f, dec %.0f vs %.0f MB/s); "
+    printf("level %d, smaller file: com -> %s (ratio %.3f vs %.3f, dec %.0f vs %.0f MB/s); "
            "topk -> %s (ratio %.3f vs %.3f, dec %.0f vs %.0f MB/s)\n\n",
-           com_win ? "shuffle+zstd" : "zstd", ratio_of(com3[com_win]), ratio_of(com3[!com_win]),
+           W, com_win ? "shuffle+zstd" : "zstd", ratio_of(com3[com_win]), ratio_of(com3[!com_win]),
            mbps(com3[com_win].raw, com3[com_win].dec_s), mbps(com3[!com_win].raw, com3[!com_win].dec_s),
            topk_win ? "shuffle+zstd" : "zstd", ratio_of(topk3[topk_win]), ratio_of(topk3[!topk_win]),
            mbps(topk3[topk_win].raw, topk3[topk_win].dec_s),
@@ -757,12 +762,12 @@ int main(int argc, char **argv) {
     printf("peers (same run)\n");
     printf("  memcpy 256 MiB, 1 thread                        %8.0f MB/s\n", memcpy1);
     printf("  memcpy 256 MiB, 2 threads                       %8.0f MB/s\n", memcpy2);
-    printf("  zstd decompress, 1 thread, level-3 com+topk     %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n",
-           zdec1[0], zdec1[1]);
-    printf("  zstd decompress, 2 threads, level-3 com+topk    %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n",
-           zdec2[0], zdec2[1]);
-    printf("  zstd compress, 1 thread, level-3 com+topk       %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n\n",
-           comp1[0], comp1[1]);
+    printf("  zstd decompress, 1 thread, level-%d com+topk     %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n",
+           W, zdec1[0], zdec1[1]);
+    printf("  zstd decompress, 2 threads, level-%d com+topk    %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n",
+           W, zdec2[0], zdec2[1]);
+    printf("  zstd compress, 1 thread, level-%d com+topk       %8.0f MB/s (zstd), %.0f MB/s (shuffle+zstd)\n\n",
+           W, comp1[0], comp1[1]);
 
     /* ---------------------------------------------------- end to end */
     e2e res[2];
@@ -771,7 +776,7 @@ int main(int argc, char **argv) {
         for (int t = 0; t < 2; t++) read_shard(g_paths[s], &c, want, t + 1, reps, &res[s]);
         unlink(g_paths[s]);
     }
-    printf("end to end: cache_writer (zstd 3) -> shard -> cache_iter over all documents\n");
+    printf("end to end: cache_writer (zstd %d) -> shard -> cache_iter over all documents\n", W);
     printf("%-13s %10s %8s %8s %6s | %7s %7s %9s | %7s %7s %9s\n", "", "write", "finish",
            "file", "", "read", "wait", "CPU", "read", "wait", "CPU");
     printf("%-13s %10s %8s %8s %6s | %7s %7s %9s | %7s %7s %9s\n", "filters", "MB/s", "s", "MB",
@@ -801,7 +806,7 @@ int main(int argc, char **argv) {
                read2[s] / zdec1[s], read2[s] / zdec2[s], read2[s] / memcpy1, read2[s] / read1[s],
                read1[s] / zdec1[s], write_mb[s] / comp1[s]);
     printf("  (zstd1/2 = raw zstd decompression with 1/2 threads, memcpy = 1 thread, compress =\n"
-           "   shuffle? + zstd 3 with 1 thread, all on the same data in this run)\n");
+           "   shuffle? + zstd at the writer's level with 1 thread, all on the same data in this run)\n");
     int best = read2[1] >= read2[0];
     int met = read2[best] >= 1000.0;
     printf("target: reader with 2 threads >= 1000 MB/s of payload: %s (%.0f MB/s with %s)\n",
