@@ -81,9 +81,13 @@ $(PLUGIN): format/zstd_filter.c format/zstd_plugin.c format/zstd_filter.h
 
 # These install packages first, then build in a sub-make so that the
 # pkg-config flags are computed after the install.
-test:
+define deps_then_build
 	@tests/deps.sh install
 	@$(MAKE) --no-print-directory all
+endef
+
+test:
+	$(deps_then_build)
 	@tests/run.sh $(BUILD)
 
 asan:
@@ -93,13 +97,11 @@ asan:
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh build-asan
 
 bench:
-	@tests/deps.sh install
-	@$(MAKE) --no-print-directory all
+	$(deps_then_build)
 	@tests/bench.sh $(BUILD)
 
 demo:
-	@tests/deps.sh install
-	@$(MAKE) --no-print-directory all
+	$(deps_then_build)
 	@tests/demo.sh $(BUILD)
 
 install: all
