@@ -11,7 +11,7 @@ BUILD   ?= build
 PY      ?= /usr/bin/python3
 
 SRA_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -pthread
-PKGS       := libzstd openblas libutf8proc libcjson
+PKGS       := libzstd openblas libutf8proc libcjson oniguruma
 HDF5_PKG   := $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo hdf5-serial || echo hdf5)
 PKG_CFLAGS := $(shell pkg-config --cflags $(HDF5_PKG) $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PKG) $(PKGS) 2>/dev/null)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +217,88 @@ void sra_utc_iso8601(char out[32]) {
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ========================================================== JSON lines */
+
+static int hex4(const char *p, unsigned *v) {
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        *v = *v * 16 + (unsigned)d;
+    }
+    return 0;
+}
+
+char *sra_json_get_string(const char *line, const char *key, size_t *len) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = line;
+    for (;;) { /* the key, then optional spaces, ':', spaces, '"' */
+        p = strstr(p, pat);
+        if (!p) return NULL;
+        p += strlen(pat);
+        const char *q = p;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q != ':') continue;
+        q++;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q != '"') return NULL;
+        p = q + 1;
+        break;
+    }
+    char *out = malloc(strlen(p) + 1);
+    if (!out) return NULL;
+    size_t n = 0;
+    while (*p != '"') {
+        if (!*p) { free(out); return NULL; } /* unterminated */
+        if (*p != '\\') { out[n++] = *p++; continue; }
+        p++;
+        char c = *p++;
+        unsigned cp;
+        switch (c) {
+        case 'n': out[n++] = '\n'; break;
+        case 't': out[n++] = '\t'; break;
+        case 'r': out[n++] = '\r'; break;
+        case 'b': out[n++] = '\b'; break;
+        case 'f': out[n++] = '\f'; break;
+        case '"': case '\\': case '/': out[n++] = c; break;
+        case 'u':
+            if (hex4(p, &cp)) { free(out); return NULL; }
+            p += 4;
+            if (cp >= 0xd800 && cp < 0xdc00) { /* surrogate pair */
+                unsigned lo;
+                if (p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff) { free(out); return NULL; }
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            } else if (cp >= 0xdc00 && cp < 0xe000) { free(out); return NULL; }
+            if (cp < 0x80) out[n++] = (char)cp;
+            else if (cp < 0x800) { out[n++] = (char)(0xc0 | cp >> 6); out[n++] = (char)(0x80 | (cp & 63)); }
+            else if (cp < 0x10000) { out[n++] = (char)(0xe0 | cp >> 12); out[n++] = (char)(0x80 | ((cp >> 6) & 63)); out[n++] = (char)(0x80 | (cp & 63)); }
+            else { out[n++] = (char)(0xf0 | cp >> 18); out[n++] = (char)(0x80 | ((cp >> 12) & 63)); out[n++] = (char)(0x80 | ((cp >> 6) & 63)); out[n++] = (char)(0x80 | (cp & 63)); }
+            break;
+        default: free(out); return NULL;
+        }
+    }
+    out[n] = 0;
+    *len = n;
+    return out;
+}
+
+void sra_json_put_string(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { fputc('\\', f); fputc(c, f); }
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
 }
 
 /* ============================================================== progress */

@@ -76,6 +76,15 @@ double sra_now(void); /* monotonic seconds */
 /* Current UTC time as "YYYY-MM-DDTHH:MM:SSZ". */
 void sra_utc_iso8601(char out[32]);
 
+/* ---------------------------------------------------------- JSON lines */
+/* The string value of a top-level "key" in one JSON object (a JSONL line),
+ * unescaped, malloc'd, with its true byte length: unlike cJSON it keeps an
+ * escaped U+0000. NULL if the key is absent, not a string, or badly escaped.
+ * A minimal scanner: the caller validates the line with cJSON first. */
+char *sra_json_get_string(const char *line, const char *key, size_t *len);
+/* Writes s[0..n) as a JSON string literal (UTF-8 passed through). */
+void sra_json_put_string(FILE *f, const char *s, size_t n);
+
 /* ----------------------------------------------------------- progress */
 /* A progress reporter for long jobs: on a TTY it redraws one line with rate
  * and ETA at most every 0.2 s; otherwise it stays silent until

@@ -4,7 +4,7 @@
 # As root, `install` runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
-BUILD_PKGS="libhdf5-dev libzstd-dev libopenblas-dev libutf8proc-dev libcjson-dev pkg-config"
+BUILD_PKGS="libhdf5-dev libzstd-dev libopenblas-dev libutf8proc-dev libcjson-dev libonig-dev pkg-config"
 TEST_PKGS="python3-h5py python3-numpy hdf5-tools"
 
 missing() {
@@ -33,9 +33,9 @@ install)
 check-build)
     command -v pkg-config >/dev/null || { echo "sra: pkg-config not found: run 'make deps' (Debian package pkg-config)" >&2; exit 1; }
     declare -A pkgof=([hdf5-serial]=libhdf5-dev [libzstd]=libzstd-dev [openblas]=libopenblas-dev
-                      [libutf8proc]=libutf8proc-dev [libcjson]=libcjson-dev)
+                      [libutf8proc]=libutf8proc-dev [libcjson]=libcjson-dev [oniguruma]=libonig-dev)
     bad=""
-    for m in hdf5-serial libzstd openblas libutf8proc libcjson; do
+    for m in hdf5-serial libzstd openblas libutf8proc libcjson oniguruma; do
         if [ "$m" = hdf5-serial ]; then pkg-config --exists hdf5-serial || pkg-config --exists hdf5 || bad="$bad ${pkgof[$m]}"
         else pkg-config --exists "$m" || bad="$bad ${pkgof[$m]}"; fi
     done

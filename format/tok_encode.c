@@ -1,0 +1,607 @@
+/*
+ * tok_encode.c - text -> ids + byte offsets (tokenizer.h), HF order:
+ * added tokens, normalizers, pre-tokenizers, BPE, post-processor.
+ *
+ * Offsets: the working string is an "aligned string": every byte carries
+ * the raw byte range [a0, a1) of the character it came from. Normalizers
+ * and pre-tokenizers rewrite it and keep the alignment (an inserted "▁"
+ * takes the range of the character it is attached to), so a token's raw
+ * range is [a0 of its first byte, a1 of its last byte): what HF reports.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "tok_internal.h"
+#include "unicode.h"
+
+const char *tok_session_error(const tok_session *s) { return s->err; }
+
+/* ============================================================ buffers */
+
+static int grow(void **p, size_t *cap, size_t need, size_t esz) {
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * esz);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int astr_reserve(astr *x, size_t need) {
+    if (need <= x->cap) return 0;
+    size_t c = x->cap ? x->cap : 256;
+    while (c < need) c *= 2;
+    char *s = realloc(x->s, c);
+    uint32_t *a = realloc(x->a0, c * 4), *b = a ? realloc(x->a1, c * 4) : NULL;
+    if (s) x->s = s;
+    if (a) x->a0 = a;
+    if (b) x->a1 = b;
+    if (!s || !a || !b) return -1;
+    x->cap = c;
+    return 0;
+}
+
+/* Appends bytes p[0..n) all aligned to [r0, r1). */
+static int astr_put(astr *x, const char *p, size_t n, uint32_t r0, uint32_t r1) {
+    if (astr_reserve(x, x->n + n)) return -1;
+    memcpy(x->s + x->n, p, n);
+    for (size_t i = 0; i < n; i++) { x->a0[x->n + i] = r0; x->a1[x->n + i] = r1; }
+    x->n += n;
+    return 0;
+}
+
+/* Appends src[i..j) with its own alignment. */
+static int astr_copy(astr *x, const astr *src, size_t i, size_t j) {
+    if (astr_reserve(x, x->n + (j - i))) return -1;
+    memcpy(x->s + x->n, src->s + i, j - i);
+    memcpy(x->a0 + x->n, src->a0 + i, (j - i) * 4);
+    memcpy(x->a1 + x->n, src->a1 + i, (j - i) * 4);
+    x->n += j - i;
+    return 0;
+}
+
+static void astr_swap(astr *a, astr *b) { astr t = *a; *a = *b; *b = t; }
+
+static size_t clen(const char *s, size_t n) { /* length of the UTF-8 char at s (valid input) */
+    unsigned char c = (unsigned char)s[0];
+    size_t l = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    return l <= n ? l : n;
+}
+
+/* ========================================================== normalizers */
+
+static int utf8proc_opts(norm_kind k) {
+    switch (k) {
+    case N_NFC: return UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+    case N_NFD: return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE;
+    case N_NFKC: return UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+    default: return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+    }
+}
+
+/* Normalizes s[0..n) with utf8proc into a malloc'd buffer. */
+static char *nf(const char *s, size_t n, int opts, size_t *outn) {
+    utf8proc_uint8_t *out = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n,
+                                      &out, (utf8proc_option_t)opts);
+    if (r < 0) return NULL;
+    *outn = (size_t)r;
+    return (char *)out;
+}
+
+/* Unicode normalization with alignment. The text is cut into runs that
+ * normalize independently: a run ends before an ASCII character (ASCII is
+ * never the second half of a composition and is unchanged by every form)
+ * or before a starter that does not combine with the run (checked by
+ * normalizing the pair). A run that normalization leaves unchanged keeps
+ * its byte alignment; a changed run aligns all its output to its whole raw
+ * range (as HF's alignment does for a composed or decomposed character). */
+static int norm_unicode(tok_session *ss, norm_kind k) {
+    astr *in = &ss->ns, *out = &ss->tmp;
+    int opts = utf8proc_opts(k);
+    out->n = 0;
+    size_t i = 0;
+    while (i < in->n) {
+        if ((unsigned char)in->s[i] < 0x80 &&
+            (i + 1 >= in->n || (unsigned char)in->s[i + 1] < 0x80)) {
+            if (astr_copy(out, in, i, i + 1)) return -1;
+            i++;
+            continue;
+        }
+        /* run [i, j): one leading char, then following chars while they
+         * combine with what precedes them */
+        size_t j = i + clen(in->s + i, in->n - i);
+        while (j < in->n && (unsigned char)in->s[j] >= 0x80) {
+            int32_t cp;
+            size_t l = (size_t)uni_decode(in->s + j, in->n - j, &cp);
+            const utf8proc_property_t *pr = utf8proc_get_property(cp);
+            if (pr->combining_class == 0) {
+                size_t n1 = 0, n2 = 0, n3 = 0;
+                char *x = nf(in->s + i, j - i, opts, &n1), *y = nf(in->s + j, l, opts, &n2),
+                     *z = nf(in->s + i, j + l - i, opts, &n3);
+                int indep = x && y && z && n3 == n1 + n2 && !memcmp(z, x, n1) && !memcmp(z + n1, y, n2);
+                free(x); free(y); free(z);
+                if (indep) break;
+            }
+            j += l;
+        }
+        size_t m;
+        char *r = nf(in->s + i, j - i, opts, &m);
+        if (!r) return -1;
+        int rc;
+        if (m == j - i && !memcmp(r, in->s + i, m)) rc = astr_copy(out, in, i, j);
+        else rc = astr_put(out, r, m, in->a0[i], in->a1[j - 1]);
+        free(r);
+        if (rc) return -1;
+        i = j;
+    }
+    astr_swap(in, out);
+    return 0;
+}
+
+static int norm_replace(tok_session *ss, const tok_norm *nm) {
+    astr *in = &ss->ns, *out = &ss->tmp;
+    out->n = 0;
+    size_t i = 0;
+    while (i < in->n) {
+        size_t ms = 0, me = 0;
+        int found;
+        if (nm->re) found = tok_regex_find(nm->re, in->s, in->n, i, &ms, &me) && me > ms;
+        else {
+            found = 0;
+            for (size_t p = i; nm->alen && p + nm->alen <= in->n; p++)
+                if (in->s[p] == nm->a[0] && !memcmp(in->s + p, nm->a, nm->alen)) {
+                    ms = p; me = p + nm->alen; found = 1;
+                    break;
+                }
+        }
+        if (!found) { if (astr_copy(out, in, i, in->n)) return -1; break; }
+        if (astr_copy(out, in, i, ms) || astr_put(out, nm->b, nm->blen, in->a0[ms], in->a1[me - 1])) return -1;
+        i = me;
+    }
+    astr_swap(in, out);
+    return 0;
+}
+
+static int norm_lower(tok_session *ss) {
+    astr *in = &ss->ns, *out = &ss->tmp;
+    out->n = 0;
+    for (size_t i = 0; i < in->n;) {
+        int32_t cp;
+        size_t l = (size_t)uni_decode(in->s + i, in->n - i, &cp);
+        char b[4];
+        int32_t lc = utf8proc_tolower(cp);
+        if (lc == cp) { if (astr_copy(out, in, i, i + l)) return -1; }
+        else if (astr_put(out, b, (size_t)uni_encode(lc, b), in->a0[i], in->a1[i])) return -1;
+        i += l;
+    }
+    astr_swap(in, out);
+    return 0;
+}
+
+static int apply_norm(tok_session *ss, const tok_norm *nm) {
+    astr *x = &ss->ns;
+    switch (nm->kind) {
+    case N_PREPEND:
+        if (!x->n) return 0;
+        ss->tmp.n = 0;
+        if (astr_put(&ss->tmp, nm->a, nm->alen, x->a0[0], x->a1[0]) || astr_copy(&ss->tmp, x, 0, x->n)) return -1;
+        astr_swap(x, &ss->tmp);
+        return 0;
+    case N_REPLACE: return norm_replace(ss, nm);
+    case N_LOWERCASE: return norm_lower(ss);
+    case N_STRIP: {
+        size_t a = 0, b = x->n;
+        int32_t cp;
+        while (nm->left && a < b) { int l = uni_decode(x->s + a, b - a, &cp); if (!uni_is_space(cp)) break; a += (size_t)l; }
+        while (nm->right && b > a) {
+            size_t p = b - 1;
+            while (p > a && ((unsigned char)x->s[p] & 0xc0) == 0x80) p--;
+            uni_decode(x->s + p, b - p, &cp);
+            if (!uni_is_space(cp)) break;
+            b = p;
+        }
+        ss->tmp.n = 0;
+        if (astr_copy(&ss->tmp, x, a, b)) return -1;
+        astr_swap(x, &ss->tmp);
+        return 0;
+    }
+    default: return norm_unicode(ss, nm->kind);
+    }
+}
+
+/* Normalizes a plain string (for added tokens' contents at load). */
+int tok_normalize_plain(const tok_tokenizer *t, const char *s, size_t n, char **out, size_t *outn) {
+    tok_session *ss = tok_session_new(t);
+    if (!ss) return -1;
+    int rc = astr_put(&ss->ns, s, n, 0, (uint32_t)n);
+    for (int i = 0; !rc && i < t->n_norm; i++) rc = apply_norm(ss, &t->norm[i]);
+    if (!rc && (*out = malloc(ss->ns.n + 1))) {
+        memcpy(*out, ss->ns.s, ss->ns.n);
+        (*out)[ss->ns.n] = 0;
+        *outn = ss->ns.n;
+    } else rc = -1;
+    tok_session_free(ss);
+    return rc;
+}
+
+/* ========================================================= added tokens */
+
+static int is_word_cp(const char *s, size_t n, size_t at, int before) {
+    if (before) {
+        if (at == 0) return 0;
+        size_t p = at - 1;
+        while (p > 0 && ((unsigned char)s[p] & 0xc0) == 0x80) p--;
+        int32_t cp;
+        uni_decode(s + p, n - p, &cp);
+        return uni_is_word(cp);
+    }
+    if (at >= n) return 0;
+    int32_t cp;
+    uni_decode(s + at, n - at, &cp);
+    return uni_is_word(cp);
+}
+
+/* Leftmost-longest match of an added token (normalized or raw ones) in
+ * s[from..n). Returns the token index or -1; [*ms, *me) is the range
+ * including lstrip/rstrip whitespace. */
+static int find_added(const tok_tokenizer *t, const char *s, size_t n, size_t from, int normalized,
+                      size_t *ms, size_t *me) {
+    const uint8_t *first = normalized ? t->first_norm : t->first_raw;
+    for (size_t i = from; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (!(first[c >> 3] & (1u << (c & 7)))) continue;
+        int best = -1;
+        for (int k = 0; k < t->n_added; k++) {
+            const tok_added_tok *a = &t->added[k];
+            if ((a->normalized && t->n_norm) != normalized || a->mlen > n - i) continue;
+            if ((uint8_t)a->match[0] != c || memcmp(s + i, a->match, a->mlen)) continue;
+            if (a->single_word && (is_word_cp(s, n, i, 1) || is_word_cp(s, n, i + a->mlen, 0))) continue;
+            if (best < 0 || a->mlen > t->added[best].mlen) best = k;
+        }
+        if (best < 0) continue;
+        size_t a0 = i, a1 = i + t->added[best].mlen;
+        int32_t cp;
+        if (t->added[best].lstrip)
+            while (a0 > from) {
+                size_t p = a0 - 1;
+                while (p > from && ((unsigned char)s[p] & 0xc0) == 0x80) p--;
+                uni_decode(s + p, n - p, &cp);
+                if (!uni_is_space(cp)) break;
+                a0 = p;
+            }
+        if (t->added[best].rstrip)
+            while (a1 < n) {
+                int l = uni_decode(s + a1, n - a1, &cp);
+                if (!uni_is_space(cp)) break;
+                a1 += (size_t)l;
+            }
+        *ms = a0;
+        *me = a1;
+        return best;
+    }
+    return -1;
+}
+
+/* ============================================================== output */
+
+static int out_push(tok_session *ss, int32_t id, uint32_t a, uint32_t b) {
+    if (ss->nout == ss->outcap) {
+        size_t c = ss->outcap ? 2 * ss->outcap : 256;
+        int32_t *i = realloc(ss->ids, c * 4);
+        uint32_t *x = i ? realloc(ss->st, c * 4) : NULL, *y = x ? realloc(ss->en, c * 4) : NULL;
+        if (i) ss->ids = i;
+        if (x) ss->st = x;
+        if (y) ss->en = y;
+        if (!i || !x || !y) return -1;
+        ss->outcap = c;
+    }
+    ss->ids[ss->nout] = id;
+    ss->st[ss->nout] = a;
+    ss->en[ss->nout] = b;
+    ss->nout++;
+    return 0;
+}
+
+/* ========================================================= pre-tokenize */
+
+typedef struct { uint32_t a, b; int match; } mspan;
+
+/* Splits pieces by the matches of p (regex, literal or char class) with
+ * HF's SplitDelimiterBehavior. */
+static int split_pieces(tok_session *ss, const tok_pre *p) {
+    astr *w = &ss->work;
+    ss->npc2 = 0;
+    mspan *ms = NULL;
+    size_t nms = 0, mscap = 0;
+    int rc = 0;
+    for (size_t k = 0; k < ss->npc && !rc; k++) {
+        uint32_t a = ss->pc[k].a, b = ss->pc[k].b;
+        nms = 0;
+        uint32_t last = a;
+#define PUSHM(x, y, m) do { if (grow((void **)&ms, &mscap, nms + 1, sizeof *ms)) { rc = -1; break; } \
+                            ms[nms].a = (x); ms[nms].b = (y); ms[nms].match = (m); nms++; } while (0)
+        if (p->kind == P_SPLIT || p->kind == P_WHITESPACE || p->kind == P_BYTELEVEL) {
+            size_t pos = 0, len = b - a;
+            while (pos < len) {
+                size_t s0, s1;
+                int f;
+                if (p->re) f = tok_regex_find(p->re, w->s + a, len, pos, &s0, &s1);
+                else {
+                    f = 0;
+                    for (size_t q = pos; p->litlen && q + p->litlen <= len; q++)
+                        if (!memcmp(w->s + a + q, p->lit, p->litlen)) { s0 = q; s1 = q + p->litlen; f = 1; break; }
+                }
+                if (!f) break;
+                if (s1 == s0) { /* empty match: not a delimiter; step one char */
+                    pos = s0 + clen(w->s + a + s0, len - s0);
+                    continue;
+                }
+                if (a + s0 > last) PUSHM(last, a + (uint32_t)s0, 0);
+                PUSHM(a + (uint32_t)s0, a + (uint32_t)s1, 1);
+                last = a + (uint32_t)s1;
+                pos = s1;
+            }
+        } else { /* character predicates: each matching char is its own match */
+            for (uint32_t q = a; q < b;) {
+                int32_t cp;
+                uint32_t l = (uint32_t)uni_decode(w->s + q, b - q, &cp);
+                int m = p->kind == P_DIGITS ? uni_is_number(cp) : uni_is_space(cp);
+                if (p->kind == P_METASPACE) m = p->litlen <= b - q && !memcmp(w->s + q, p->lit, p->litlen);
+                if (m) {
+                    if (q > last) PUSHM(last, q, 0);
+                    if (p->kind == P_METASPACE) l = (uint32_t)p->litlen;
+                    PUSHM(q, q + l, 1);
+                    last = q + l;
+                }
+                q += l;
+            }
+        }
+        if (rc) break;
+        if (last < b) PUSHM(last, b, 0);
+#undef PUSHM
+        split_behavior beh = p->beh;
+        int invert = p->invert;
+        if (p->kind == P_WHITESPACE) { beh = B_REMOVED; invert = 1; }
+        else if (p->kind == P_WSSPLIT) beh = B_REMOVED;
+        else if (p->kind == P_BYTELEVEL) beh = B_ISOLATED;
+        else if (p->kind == P_DIGITS) beh = p->individual ? B_ISOLATED : B_CONTIGUOUS;
+        else if (p->kind == P_METASPACE) beh = B_MERGED_NEXT;
+        if (invert) for (size_t i = 0; i < nms; i++) ms[i].match = !ms[i].match;
+        /* fold matches into pieces (HF's SplitDelimiterBehavior) */
+        size_t first = ss->npc2;
+        int prev = 0;
+        for (size_t i = 0; i < nms && !rc; i++) {
+            size_t j = beh == B_MERGED_NEXT ? nms - 1 - i : i; /* MergedWithNext folds from the end */
+            mspan m = ms[j];
+            span *top = ss->npc2 > first ? &ss->pc2[ss->npc2 - 1] : NULL;
+            int merge = 0;
+            switch (beh) {
+            case B_REMOVED: if (m.match) { prev = m.match; continue; } break;
+            case B_ISOLATED: break;
+            case B_MERGED_PREV: merge = m.match && !prev; break;
+            case B_MERGED_NEXT: merge = m.match && !prev; break;
+            case B_CONTIGUOUS: merge = m.match == prev; break;
+            }
+            prev = m.match;
+            if (merge && top) {
+                if (beh == B_MERGED_NEXT) top->a = m.a; else top->b = m.b;
+                continue;
+            }
+            if (grow((void **)&ss->pc2, &ss->pc2cap, ss->npc2 + 1, sizeof *ss->pc2)) { rc = -1; break; }
+            ss->pc2[ss->npc2].a = m.a;
+            ss->pc2[ss->npc2].b = m.b;
+            ss->npc2++;
+        }
+        if (beh == B_MERGED_NEXT) /* folded backwards: restore order */
+            for (size_t x = first, y = ss->npc2 - 1; x < y && ss->npc2; x++, y--) {
+                span t2 = ss->pc2[x]; ss->pc2[x] = ss->pc2[y]; ss->pc2[y] = t2;
+            }
+    }
+    free(ms);
+    if (rc) return -1;
+    span *t = ss->pc; ss->pc = ss->pc2; ss->pc2 = t;
+    size_t c = ss->pccap; ss->pccap = ss->pc2cap; ss->pc2cap = c;
+    ss->npc = ss->npc2;
+    return 0;
+}
+
+/* Rebuilds the work string piece by piece: optional prefix (aligned to the
+ * piece's first character) and replacement of `from` by `to`. */
+static int rewrite_pieces(tok_session *ss, const tok_pre *p) {
+    astr *w = &ss->work, *o = &ss->tmp;
+    o->n = 0;
+    for (size_t k = 0; k < ss->npc; k++) {
+        uint32_t a = ss->pc[k].a, b = ss->pc[k].b, na = (uint32_t)o->n;
+        if (p->kind == P_BYTELEVEL) {
+            if (p->add_prefix_space && b > a && w->s[a] != ' ' && astr_put(o, " ", 1, w->a0[a], w->a1[a])) return -1;
+            if (astr_copy(o, w, a, b)) return -1;
+        } else { /* Metaspace: spaces -> replacement, then the prepend scheme */
+            int pre = b > a && (p->scheme == PS_ALWAYS || (p->scheme == PS_FIRST && w->a0[a] == 0 && k == 0));
+            if (pre && !(b - a >= p->litlen && !memcmp(w->s + a, p->lit, p->litlen)) && w->s[a] != ' ' &&
+                astr_put(o, p->lit, p->litlen, w->a0[a], w->a1[a]))
+                return -1;
+            for (uint32_t q = a; q < b; q++) {
+                if (w->s[q] == ' ') { if (astr_put(o, p->lit, p->litlen, w->a0[q], w->a1[q])) return -1; }
+                else if (astr_copy(o, w, q, q + 1)) return -1;
+            }
+        }
+        ss->pc[k].a = na;
+        ss->pc[k].b = (uint32_t)o->n;
+    }
+    astr_swap(w, o);
+    return 0;
+}
+
+static int pretokenize(tok_session *ss) {
+    const tok_tokenizer *t = ss->t;
+    for (int i = 0; i < t->n_pre; i++) {
+        const tok_pre *p = &t->pre[i];
+        if (p->kind == P_BYTELEVEL || p->kind == P_METASPACE)
+            if ((p->kind == P_METASPACE || p->add_prefix_space) && rewrite_pieces(ss, p)) return -1;
+        if (p->kind == P_BYTELEVEL && !p->re) continue;
+        if (p->kind == P_METASPACE && !p->split) continue;
+        if (split_pieces(ss, p)) return -1;
+    }
+    return 0;
+}
+
+/* ============================================================== model */
+
+static int encode_piece(tok_session *ss, uint32_t a, uint32_t b) {
+    const tok_tokenizer *t = ss->t;
+    astr *w = &ss->work;
+    if (b <= a) return 0;
+    const char *word = w->s + a;
+    size_t wn = b - a;
+    if (t->byte_level) { /* bytes -> the byte-level alphabet, remembering each char's byte */
+        if (grow((void **)&ss->word, &ss->wcap, 2 * wn, 1)) return -1;
+        uint32_t *src = realloc(ss->wsrc, ss->wcap * 4);
+        if (!src) return -1;
+        ss->wsrc = src;
+        size_t k = 0;
+        for (size_t i = 0; i < wn; i++) {
+            int l = uni_encode(tok_byte_cp((uint8_t)word[i]), ss->word + k);
+            for (int j = 0; j < l; j++) ss->wsrc[k + (size_t)j] = (uint32_t)i;
+            k += (size_t)l;
+        }
+        word = ss->word;
+        wn = k;
+    }
+    int n;
+    for (;;) {
+        n = bpe_encode_word(ss->bpe, word, wn, ss->bids, ss->bs, ss->be, ss->bcap);
+        if (n < 0) { snprintf(ss->err, sizeof ss->err, "%s", bpe_session_error(ss->bpe)); return -1; }
+        if ((size_t)n <= ss->bcap) break;
+        size_t c = (size_t)n * 2;
+        int32_t *x = realloc(ss->bids, c * 4);
+        uint32_t *y = x ? realloc(ss->bs, c * 4) : NULL, *z = y ? realloc(ss->be, c * 4) : NULL;
+        if (x) ss->bids = x;
+        if (y) ss->bs = y;
+        if (z) ss->be = z;
+        if (!x || !y || !z) return -1;
+        ss->bcap = c;
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t s0 = ss->bs[i], s1 = ss->be[i] - 1; /* first and last byte in the word */
+        if (t->byte_level) { s0 = ss->wsrc[s0]; s1 = ss->wsrc[s1]; }
+        if (out_push(ss, ss->bids[i], w->a0[a + s0], w->a1[a + s1])) return -1;
+    }
+    return 0;
+}
+
+/* Pre-tokenizes and encodes ns[x, y). */
+static int encode_normalized(tok_session *ss, size_t x, size_t y) {
+    if (y <= x) return 0;
+    ss->work.n = 0;
+    if (astr_copy(&ss->work, &ss->ns, x, y)) return -1;
+    ss->npc = 0;
+    if (grow((void **)&ss->pc, &ss->pccap, 1, sizeof *ss->pc)) return -1;
+    ss->pc[0].a = 0;
+    ss->pc[0].b = (uint32_t)ss->work.n;
+    ss->npc = 1;
+    if (pretokenize(ss)) return -1;
+    for (size_t k = 0; k < ss->npc; k++)
+        if (encode_piece(ss, ss->pc[k].a, ss->pc[k].b)) return -1;
+    return 0;
+}
+
+/* Normalizes raw[p0, p1) and encodes it, splitting out normalized added tokens. */
+static int encode_segment(tok_session *ss, const char *raw, size_t p0, size_t p1) {
+    const tok_tokenizer *t = ss->t;
+    astr *ns = &ss->ns;
+    ns->n = 0;
+    if (astr_reserve(ns, p1 - p0)) return -1;
+    for (size_t i = p0; i < p1;) {
+        size_t l = clen(raw + i, p1 - i);
+        for (size_t j = 0; j < l; j++) { ns->a0[ns->n + j] = (uint32_t)i; ns->a1[ns->n + j] = (uint32_t)(i + l); }
+        memcpy(ns->s + ns->n, raw + i, l);
+        ns->n += l;
+        i += l;
+    }
+    for (int i = 0; i < t->n_norm; i++)
+        if (apply_norm(ss, &t->norm[i])) return -1;
+    if (!t->any_norm_added) return encode_normalized(ss, 0, ns->n);
+    size_t pos = 0;
+    while (pos < ns->n) {
+        size_t ms, me;
+        int k = find_added(t, ns->s, ns->n, pos, 1, &ms, &me);
+        if (k < 0) break;
+        if (encode_normalized(ss, pos, ms)) return -1;
+        if (out_push(ss, t->added[k].id, ns->a0[ms], ns->a1[me - 1])) return -1;
+        pos = me;
+    }
+    return encode_normalized(ss, pos, ns->n);
+}
+
+int tok_encode(tok_session *ss, const char *text, size_t len, int add_special, tok_encoding *out) {
+    const tok_tokenizer *t = ss->t;
+    ss->err[0] = 0;
+    ss->nout = 0;
+    if (len > UINT32_MAX / 2) {
+        snprintf(ss->err, sizeof ss->err, "text of %zu bytes: at most 2 GiB per call", len);
+        return -1;
+    }
+    size_t bad = uni_validate(text, len);
+    if (bad != len) {
+        snprintf(ss->err, sizeof ss->err, "invalid UTF-8 at byte %zu (0x%02x)", bad, (unsigned char)text[bad]);
+        return -1;
+    }
+    if (add_special)
+        for (int i = 0; i < t->n_pre_ids; i++)
+            if (out_push(ss, t->pre_ids[i], 0, 0)) goto oom;
+    size_t pos = 0;
+    while (t->any_raw_added && pos < len) {
+        size_t ms, me;
+        int k = find_added(t, text, len, pos, 0, &ms, &me);
+        if (k < 0) break;
+        if (encode_segment(ss, text, pos, ms)) goto fail;
+        if (out_push(ss, t->added[k].id, (uint32_t)ms, (uint32_t)me)) goto oom;
+        pos = me;
+    }
+    if (encode_segment(ss, text, pos, len)) goto fail;
+    if (add_special)
+        for (int i = 0; i < t->n_post_ids; i++)
+            if (out_push(ss, t->post_ids[i], 0, 0)) goto oom;
+    out->n = ss->nout;
+    out->ids = ss->ids;
+    out->start = ss->st;
+    out->end = ss->en;
+    return 0;
+oom:
+    snprintf(ss->err, sizeof ss->err, "out of memory");
+fail:
+    if (!ss->err[0]) snprintf(ss->err, sizeof ss->err, "out of memory");
+    return -1;
+}
+
+/* ============================================================= session */
+
+tok_session *tok_session_new(const tok_tokenizer *t) {
+    tok_session *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->t = t;
+    s->bpe = bpe_session_new(t->bpe);
+    if (!s->bpe) { free(s); return NULL; }
+    return s;
+}
+
+static void astr_free(astr *x) { free(x->s); free(x->a0); free(x->a1); }
+
+void tok_session_free(tok_session *s) {
+    if (!s) return;
+    bpe_session_free(s->bpe);
+    astr_free(&s->ns); astr_free(&s->tmp); astr_free(&s->work);
+    free(s->pc); free(s->pc2);
+    free(s->ids); free(s->st); free(s->en);
+    free(s->word); free(s->wsrc);
+    free(s->bids); free(s->bs); free(s->be);
+    free(s->dbuf);
+    for (size_t i = 0; i < s->dtcap; i++) free(s->dtok[i]);
+    free(s->dtok); free(s->dtoklen);
+    free(s);
+}
