@@ -33,7 +33,7 @@ TEST_BINS  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/cache_fixtur
 BENCH_BINS := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/bench-*.c))
 PLUGIN     := $(BUILD)/plugins/libh5zstd.so
 
-.PHONY: all deps check-deps test asan bench demo install clean help
+.PHONY: all deps check-deps test asan bench demo install clean help fuzz fuzz-build
 .DEFAULT_GOAL := all
 
 all: check-deps $(LIB) $(PROGS) $(PLUGIN) $(TEST_BINS) $(BENCH_BINS)
@@ -45,6 +45,7 @@ help:
 	@echo "make test       the whole test suite (installs packages first); ends 'N passed, N failed'"
 	@echo "make asan       the test suite under -fsanitize=address,undefined (in build-asan/)"
 	@echo "make bench      benchmarks; ratios against peers measured in the same run"
+	@echo "make fuzz       libFuzzer targets for tokenizer.json loading and encoding (FUZZ_SECONDS each)"
 	@echo "make install    programs to PREFIX/bin ($(PREFIX)), plugin to PLUGINDIR ($(PLUGINDIR))"
 	@echo "make clean      remove build outputs"
 
@@ -104,10 +105,30 @@ demo:
 	$(deps_then_build)
 	@tests/demo.sh $(BUILD)
 
+# libFuzzer targets (Debian clang + libclang-rt-14-dev): the library is
+# rebuilt with clang and -fsanitize=fuzzer,address,undefined into
+# build-fuzz/, each target runs FUZZ_SECONDS (default 600) on its seeds.
+FUZZ_SECONDS ?= 600
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz-build:
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(SRA_CFLAGS) $(FUZZ_FLAGS) $(PKG_CFLAGS) -Iformat tests/fuzz/fuzz_tok_load.c \
+	  $(filter format/tok% format/unicode.c format/util.c,$(LIB_SRC)) $(LDLIBS) -o build-fuzz/fuzz_tok_load
+	$(FUZZ_CC) $(SRA_CFLAGS) $(FUZZ_FLAGS) $(PKG_CFLAGS) -Iformat tests/fuzz/fuzz_tok_encode.c \
+	  $(filter format/tok% format/unicode.c format/util.c,$(LIB_SRC)) $(LDLIBS) -o build-fuzz/fuzz_tok_encode
+
+fuzz: fuzz-build
+	@mkdir -p build-fuzz/corpus_load build-fuzz/corpus_encode
+	build-fuzz/fuzz_tok_load -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
+	  build-fuzz/corpus_load tests/fuzz/seed_load
+	SRA_SHARED=$${SRA_SHARED:-../shared} build-fuzz/fuzz_tok_encode -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=4096 -rss_limit_mb=8192 build-fuzz/corpus_encode tests/fuzz/seed_encode
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
