@@ -10,8 +10,26 @@
  * leftmost match, alternatives tried in order (not longest), greedy
  * quantifiers, lookahead honoured.
  *
+ * Native matchers serve exactly these patterns (compared as strings after
+ * JSON decoding): GPT-2's ByteLevel regex, Llama-3/cl100k's, Qwen2/3's
+ * (cl100k with \p{N} for \p{N}{1,3}) and the Whitespace pre-tokenizer's
+ * \w+|[^\w\s]+; the cl100k-style ones also with raw CR/LF characters in
+ * place of the \r \n escapes. Oniguruma is used with what the onig crate
+ * passes: its default syntax (ONIG_SYNTAX_ONIGURUMA), UTF-8, no options.
+ *
+ * Unicode version: HF's bundled Oniguruma (6.9.10) knows Unicode 16.0, the
+ * system's may be older (Debian 12: 6.9.8, Unicode 14.0). The native
+ * matchers use unicode.h's classes (Unicode 16.0, checked against HF over
+ * every code point). For the fallback, tok_regex_compile rewrites \p{L}
+ * \p{N} \p{M} \p{P} \p{S} (long names, \P{..}, \p{^..} too) to
+ * Oniguruma user-defined properties holding unicode.h's sets, so patterns
+ * like DeepSeek-V3's match HF's sets exactly; other classes (\w \d \s,
+ * scripts, subcategories such as \p{Lu}, POSIX brackets) use the system's
+ * data and can differ from HF on characters assigned after its version.
+ *
  * Lifetime: compile once at load; a compiled regex is immutable and
- * tok_regex_find may be called from many threads at once.
+ * tok_regex_find may be called from many threads at once (the Oniguruma
+ * path keeps its match registers on the stack). Compiling is thread-safe.
  */
 #ifndef SRA_TOK_REGEX_H
 #define SRA_TOK_REGEX_H
@@ -30,8 +48,14 @@ int tok_regex_is_native(const tok_regex *re);
 /* Finds the leftmost match starting at or after byte `pos` of s[0..n)
  * (valid UTF-8; pos on a character boundary; lookbehind/lookahead may see
  * the whole s). Returns 1 and sets [*ms, *me) or returns 0 if there is
- * none. An empty match is reported as ms == me. */
+ * none. An empty match is reported as ms == me. An Oniguruma run-time error
+ * (its retry or stack limits, where HF would panic) also returns 0. */
 int tok_regex_find(const tok_regex *re, const char *s, size_t n, size_t pos, size_t *ms,
                    size_t *me);
+
+/* For tests and benchmarks: compiles any pattern with the system's
+ * Oniguruma as it is (no native matcher, no \p{..} rewrite), so that the
+ * native matchers can be compared with Oniguruma on the same input. */
+tok_regex *tok_regex_compile_onig(const char *pattern, char *err, size_t errlen);
 
 #endif /* SRA_TOK_REGEX_H */
