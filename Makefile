@@ -27,7 +27,7 @@ FORMAT_SRC := $(wildcard format/*.c)
 LIB_SRC    := $(filter-out format/zstd_plugin.c,$(FORMAT_SRC))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB        := $(BUILD)/libsra.a
-PROGS      := $(BUILD)/sra-inspect
+PROGS      := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/sra-*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BINS  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/cache_fixture
 BENCH_BINS := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/bench-*.c))

@@ -238,12 +238,12 @@ static int is_word_cp(const char *s, size_t n, size_t at, int before) {
         while (p > 0 && ((unsigned char)s[p] & 0xc0) == 0x80) p--;
         int32_t cp;
         uni_decode(s + p, n - p, &cp);
-        return uni_is_word(cp);
+        return uni_is_word_uts18(cp);
     }
     if (at >= n) return 0;
     int32_t cp;
     uni_decode(s + at, n - at, &cp);
-    return uni_is_word(cp);
+    return uni_is_word_uts18(cp);
 }
 
 /* Leftmost-longest match of an added token (normalized or raw ones) in
