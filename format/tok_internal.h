@@ -5,6 +5,7 @@
 #ifndef SRA_TOK_INTERNAL_H
 #define SRA_TOK_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tok_bpe.h"
@@ -104,5 +105,19 @@ struct tok_session { /* per-thread scratch (tokenizer.h) */
     char **dtok; size_t *dtoklen; size_t dtcap;
 };
 
+
+/* Aligned-string helpers (tok_normalize.c). All return -1 when out of memory. */
+int astr_reserve(astr *x, size_t need);
+/* Appends p[0..n), every byte aligned to the raw range [r0, r1). */
+int astr_put(astr *x, const char *p, size_t n, uint32_t r0, uint32_t r1);
+/* Appends src[i..j) with its own alignment. */
+int astr_copy(astr *x, const astr *src, size_t i, size_t j);
+void astr_swap(astr *a, astr *b);
+
+/* Applies one normalizer to ss->ns in place (tok_normalize.c). */
+int tok_apply_norm(tok_session *ss, const tok_norm *nm);
+/* Normalizes a plain string with all of t's normalizers (for added tokens'
+ * contents at load); *out is malloc'd and NUL-terminated. */
+int tok_normalize_plain(const tok_tokenizer *t, const char *s, size_t n, char **out, size_t *outn);
 
 #endif

@@ -328,7 +328,6 @@ static int add_dec(tok_tokenizer *t, const cJSON *o, const char *where) {
 
 /* ========================================================= added tokens */
 
-int tok_normalize_plain(const tok_tokenizer *t, const char *s, size_t n, char **out, size_t *outn);
 
 static int load_added(tok_tokenizer *t, const cJSON *arr) {
     const cJSON *it;
