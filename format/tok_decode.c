@@ -177,9 +177,11 @@ static int run_decoder(const tok_dec *d, slist *in, slist *out) {
     case D_METASPACE:
         for (size_t i = 0; i < in->len && !rc; i++) {
             b.n = 0;
-            rc = replace_all(&b, in->s[i], in->n[i], d->a, d->alen, " ", 1);
-            size_t skip = (i == 0 && d->scheme != PS_NEVER && b.n && b.p[0] == ' ') ? 1 : 0;
-            if (!rc) rc = sl_push(out, b.p ? b.p + skip : "", b.n - skip);
+            /* HF (metaspace.rs): in the first token every replacement is
+             * dropped, not only the prepended one ("▁▁" decodes to "") */
+            int first = i == 0 && d->scheme != PS_NEVER;
+            rc = replace_all(&b, in->s[i], in->n[i], d->a, d->alen, " ", first ? 0 : 1);
+            if (!rc) rc = sl_push(out, b.p ? b.p : "", b.n);
         }
         break;
     }

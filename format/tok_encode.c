@@ -346,6 +346,60 @@ static int encode_segment(tok_session *ss, const char *raw, size_t p0, size_t p1
     return encode_normalized(ss, pos, ns->n);
 }
 
+/* ======================================================= post-process */
+
+/* Leading (dir = 1) or trailing (dir = -1) characters of a vocabulary
+ * string that are spaces: the byte-level space "Ġ" or White_Space. */
+static uint32_t count_spaces(const char *s, size_t n, int dir) {
+    uint32_t k = 0;
+    size_t a = 0, b = n;
+    while (a < b) {
+        int32_t cp;
+        size_t at = a, l;
+        if (dir > 0) l = (size_t)uni_decode(s + a, b - a, &cp);
+        else {
+            at = b - 1;
+            while (at > a && ((unsigned char)s[at] & 0xc0) == 0x80) at--;
+            l = (size_t)uni_decode(s + at, b - at, &cp);
+        }
+        if (!l || !(cp == 0x120 || uni_is_space(cp))) break;
+        k++;
+        if (dir > 0) a += l; else b = at;
+    }
+    return k;
+}
+
+static int is_cont(const char *text, size_t len, uint32_t at) {
+    return at < len && ((unsigned char)text[at] & 0xc0) == 0x80;
+}
+
+/* The ByteLevel post-processor's trim_offsets (HF byte_level.rs
+ * process_offsets): a token's leading and trailing spaces are dropped from
+ * its range, except the one space add_prefix_space put before the first
+ * token. HF counts one byte per space, which can end inside a multi-byte
+ * space such as U+3000 that the token stands for; HF's own character
+ * offsets then move the start to the next character and the end back to
+ * the start of its character (never before the start), and so do we:
+ * offsets always fall on character boundaries. */
+static void trim_offsets(tok_session *ss, const char *text, size_t len) {
+    const tok_tokenizer *t = ss->t;
+    for (size_t i = 0; i < ss->nout; i++) {
+        size_t n;
+        const char *s = tok_token_str(t, ss->ids[i], &n);
+        if (!s) continue;
+        uint32_t lead = count_spaces(s, n, 1), trail = count_spaces(s, n, -1);
+        if (lead) {
+            if ((i == 0 || ss->st[i] == 0) && t->post_prefix && lead == 1) lead = 0;
+            ss->st[i] = ss->st[i] + lead < ss->en[i] ? ss->st[i] + lead : ss->en[i];
+        }
+        if (trail && ss->en[i] >= trail)
+            ss->en[i] = ss->en[i] - trail > ss->st[i] ? ss->en[i] - trail : ss->st[i];
+        while (is_cont(text, len, ss->st[i])) ss->st[i]++;
+        while (ss->en[i] > 0 && is_cont(text, len, ss->en[i])) ss->en[i]--;
+        if (ss->en[i] < ss->st[i]) ss->en[i] = ss->st[i];
+    }
+}
+
 int tok_encode(tok_session *ss, const char *text, size_t len, int add_special, tok_encoding *out) {
     const tok_tokenizer *t = ss->t;
     ss->err[0] = 0;
@@ -372,6 +426,7 @@ int tok_encode(tok_session *ss, const char *text, size_t len, int add_special, t
         pos = me;
     }
     if (encode_segment(ss, text, pos, len)) goto fail;
+    if (t->post_trim) trim_offsets(ss, text, len);
     if (add_special)
         for (int i = 0; i < t->n_post_ids; i++)
             if (out_push(ss, t->post_ids[i], 0, 0)) goto oom;

@@ -334,6 +334,7 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
     int n = cJSON_GetArraySize(arr), i = 0;
     t->added = calloc((size_t)(n ? n : 1), sizeof *t->added);
     if (!t->added) return fail(t, "out of memory");
+    int32_t model_size = bpe_vocab_size(t->bpe);
     cJSON_ArrayForEach(it, arr) {
         tok_added_tok *a = &t->added[i];
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
@@ -347,8 +348,20 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
         a->lstrip = jbool(it, "lstrip", 0);
         a->rstrip = jbool(it, "rstrip", 0);
         a->normalized = jbool(it, "normalized", !a->special);
+        /* HF (AddedVocabulary::add_tokens) does not trust "id": content
+         * already known (model vocabulary or an earlier added token) keeps
+         * its id, new content gets the next id after the model's vocabulary
+         * and the added tokens so far. Saved files normally agree; where
+         * they do not, HF's ids are the ones models were trained with. */
+        int32_t have = bpe_token_to_id(t->bpe, a->content, a->len);
+        if (have >= 0) a->id = have;
+        else {
+            a->id = model_size;
+            for (int k = 0; k < i; k++)
+                if (t->added[k].id >= model_size && t->added[k].id + 1 > a->id) a->id = t->added[k].id + 1;
+        }
         if (bpe_add_token(t->bpe, a->content, a->len, a->id))
-            return fail(t, "added_tokens[%d]: \"%s\" = %d conflicts with the vocabulary", i, c, a->id);
+            return fail(t, "added_tokens[%d]: id %d of \"%s\" is already the id of another token", i, a->id, c);
         t->n_added = ++i;
     }
     /* HF matches normalized added tokens on normalized text, so their

@@ -258,7 +258,7 @@ static int norm_replace(tok_session *ss, const tok_norm *nm) {
                 }
         }
         if (!found) { if (astr_copy(out, in, i, in->n)) return -1; break; }
-        if (astr_copy(out, in, i, ms) || astr_put(out, nm->b, nm->blen, in->a0[ms], in->a1[me - 1])) return -1;
+        if (astr_copy(out, in, i, ms) || astr_put(out, nm->b, nm->blen, in->a0[me - 1], in->a1[me - 1])) return -1;
         i = me;
     }
     astr_swap(in, out);
@@ -273,7 +273,10 @@ static int norm_lower(tok_session *ss) {
         size_t l = (size_t)uni_decode(in->s + i, in->n - i, &cp);
         char b[4];
         int32_t lc = utf8proc_tolower(cp);
-        if (lc == cp) { if (astr_copy(out, in, i, i + l)) return -1; }
+        if (cp == 0x130) { /* Rust's to_lowercase (HF): the one unconditional
+                            * multi-char mapping of SpecialCasing.txt, İ -> i + U+0307 */
+            if (astr_put(out, "i\xcc\x87", 3, in->a0[i], in->a1[i])) return -1;
+        } else if (lc == cp) { if (astr_copy(out, in, i, i + l)) return -1; }
         else if (astr_put(out, b, (size_t)uni_encode(lc, b), in->a0[i], in->a1[i])) return -1;
         i += l;
     }

@@ -175,10 +175,12 @@ done:
     free(dec);
 }
 
+/* Checks every line of the reference file ref (paths relative to the shared
+ * folder unless absolute) against the tokenizer tokjson. */
 static void reference_file(const char *test, const char *tokjson, const char *ref, int min_cases) {
     char tp[1024], rp[1024];
-    snprintf(tp, sizeof tp, "%s/%s", shared(), tokjson);
-    snprintf(rp, sizeof rp, "%s/%s", shared(), ref);
+    snprintf(tp, sizeof tp, "%s%s%s", tokjson[0] == '/' ? "" : shared(), tokjson[0] == '/' ? "" : "/", tokjson);
+    snprintf(rp, sizeof rp, "%s%s%s", ref[0] == '/' ? "" : shared(), ref[0] == '/' ? "" : "/", ref);
     size_t n;
     char *all = slurp(rp, &n);
     FILE *probe = fopen(tp, "rb");
@@ -257,6 +259,37 @@ TEST(hf_tinystories) {
     }
     tok_session_free(s);
     tok_free(t);
+}
+
+/* Pipelines the shipped files never exercise (normalizers, pre-tokenizer
+ * behaviors, Metaspace schemes, trim_offsets, added-token flags): variants
+ * written with their HF encodings by tests/gen_tok_ref.js into
+ * $SRA_TOK_REF (derived data, never committed; tests/run.sh makes it). */
+TEST(hf_variants) {
+    const char *dir = getenv("SRA_TOK_REF");
+    char ip[1024];
+    snprintf(ip, sizeof ip, "%s/index.txt", dir ? dir : "");
+    FILE *f = dir && *dir ? fopen(ip, "r") : NULL;
+    if (!f) {
+        const char *why = "SRA_TOK_REF is not set or has no index.txt; make it with "
+                          "NODE_PATH=.../node_modules node tests/gen_tok_ref.js SHARED DIR";
+        if (in_ci()) { printf("  %s\n", why); check_fails_++; }
+        else check_skip_("hf_variants", why);
+        return;
+    }
+    char name[256];
+    int n = 0;
+    while (fgets(name, sizeof name, f)) {
+        name[strcspn(name, "\n")] = 0;
+        if (!*name) continue;
+        char tj[1400], rj[1400];
+        snprintf(tj, sizeof tj, "%s/%s.json", dir, name);
+        snprintf(rj, sizeof rj, "%s/%s.jsonl", dir, name);
+        reference_file(name, tj, rj, 100);
+        n++;
+    }
+    fclose(f);
+    CHECK(n >= 30, "%d variants in %s", n, ip);
 }
 
 /* ================================================ 2. llama.cpp pairs */
@@ -418,6 +451,7 @@ int main(void) {
     RUN(hf_gemma3);
     RUN(hf_deepseek_v3);
     RUN(hf_tinystories);
+    RUN(hf_variants);
     RUN(llamacpp_vectors);
     RUN(api_facts);
     RUN(errors);
