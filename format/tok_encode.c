@@ -260,7 +260,7 @@ static int pretokenize(tok_session *ss) {
 
 /* ============================================================== model */
 
-static int encode_piece(tok_session *ss, uint32_t a, uint32_t b) {
+static int encode_word(tok_session *ss, uint32_t a, uint32_t b) {
     const tok_tokenizer *t = ss->t;
     astr *w = &ss->work;
     if (b <= a) return 0;
@@ -300,6 +300,40 @@ static int encode_piece(tok_session *ss, uint32_t a, uint32_t b) {
         if (out_push(ss, ss->bids[i], w->a0[a + s0], w->a1[a + s1])) return -1;
     }
     return 0;
+}
+
+static int in_glue(const tok_tokenizer *t, int32_t cp) {
+    int lo = 0, hi = t->n_glue;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (t->glue[mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->n_glue && t->glue[lo] == cp;
+}
+
+/* Encodes the piece work[a, b): one BPE word, or for SentencePiece-style
+ * models several, cut before each "▁" that no merge can join to the
+ * character before it (find_glue in tok_load.c). Same tokens, but short
+ * words that the word cache serves. */
+static int encode_piece(tok_session *ss, uint32_t a, uint32_t b) {
+    const tok_tokenizer *t = ss->t;
+    if (!t->cut_meta) return encode_word(ss, a, b);
+    const char *s = ss->work.s;
+    uint32_t start = a;
+    for (uint32_t i = a + 1; i + 3 <= b; i++) {
+        if ((unsigned char)s[i] != 0xe2 || (unsigned char)s[i + 1] != 0x96 || (unsigned char)s[i + 2] != 0x81)
+            continue;
+        uint32_t p = i - 1;
+        while (p > start && ((unsigned char)s[p] & 0xc0) == 0x80) p--;
+        int32_t cp;
+        uni_decode(s + p, i - p, &cp);
+        if (in_glue(t, cp)) continue;
+        if (encode_word(ss, start, i)) return -1;
+        start = i;
+        i += 2;
+    }
+    return encode_word(ss, start, b);
 }
 
 /* Pre-tokenizes and encodes ns[x, y). */

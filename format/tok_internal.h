@@ -72,6 +72,10 @@ struct tok_tokenizer {
     int post_trim;          /* ByteLevel post-processor trim_offsets */
     int post_prefix;        /* its add_prefix_space */
     tok_dec *dec; int n_dec;
+    /* cutting SentencePiece-style words before "▁" (tok_load.c find_glue):
+     * allowed unless the preceding character is in glue (sorted) */
+    int cut_meta;
+    int32_t *glue; int n_glue;
     int32_t vocab_size;
 };
 

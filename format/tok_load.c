@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tok_internal.h"
+#include "unicode.h"
 
 /* ============================================================ byte level */
 
@@ -383,6 +384,54 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
 
 /* ================================================================ load */
 
+/* ============================================================ glue */
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* SentencePiece-style models see a whole segment as one word, which makes
+ * BPE quadratic-ish and uncacheable. A merge can join the symbols on both
+ * sides of a position only if its result, a vocabulary token, contains the
+ * two characters there; so a word may be cut before "▁" wherever the
+ * character before it is not in glue = { c : some token contains c"▁" }.
+ * BPE on the pieces then gives exactly the tokens of the whole word (also
+ * with ignore_merges: a whole-word token puts its characters in glue). Run
+ * on the model vocabulary before added tokens join it. */
+static int find_glue(tok_tokenizer *t) {
+    static const char meta[] = "\xe2\x96\x81";
+    size_t cap = 16;
+    t->glue = malloc(cap * sizeof *t->glue);
+    if (!t->glue) return fail(t, "out of memory");
+    int32_t vs = bpe_vocab_size(t->bpe);
+    for (int32_t id = 0; id < vs; id++) {
+        size_t n;
+        const char *s = bpe_id_to_token(t->bpe, id, &n);
+        for (size_t i = 1; s && i + 3 <= n; i++) {
+            if (memcmp(s + i, meta, 3)) continue;
+            size_t p = i - 1;
+            while (p > 0 && ((unsigned char)s[p] & 0xc0) == 0x80) p--;
+            int32_t cp;
+            if (!uni_decode(s + p, i - p, &cp)) continue;
+            if ((size_t)t->n_glue == cap) {
+                int32_t *q = realloc(t->glue, 2 * cap * sizeof *q);
+                if (!q) return fail(t, "out of memory");
+                t->glue = q;
+                cap *= 2;
+            }
+            t->glue[t->n_glue++] = cp;
+        }
+    }
+    qsort(t->glue, (size_t)t->n_glue, sizeof *t->glue, cmp_i32);
+    int k = 0;
+    for (int i = 0; i < t->n_glue; i++)
+        if (!k || t->glue[k - 1] != t->glue[i]) t->glue[k++] = t->glue[i];
+    t->n_glue = k;
+    t->cut_meta = 1;
+    return 0;
+}
+
 static int load(tok_tokenizer *t, const char *json, size_t n) {
     cJSON *root = cJSON_ParseWithLength(json, n);
     if (!root) return fail(t, "not valid JSON (near byte %td)", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : -1);
@@ -397,6 +446,7 @@ static int load(tok_tokenizer *t, const char *json, size_t n) {
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) && !cJSON_IsNull(o) && add_pre(t, o, "pre_tokenizer")) goto done;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "post_processor")) && !cJSON_IsNull(o) && add_post(t, o, "post_processor")) goto done;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "decoder")) && !cJSON_IsNull(o) && add_dec(t, o, "decoder")) goto done;
+    if (!t->byte_level && find_glue(t)) goto done;
     o = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (o && !cJSON_IsArray(o)) { fail(t, "added_tokens: expected an array"); goto done; }
     if (load_added(t, o)) goto done;
@@ -442,6 +492,7 @@ void tok_free(tok_tokenizer *t) {
     for (int i = 0; i < t->n_pre; i++) { free(t->pre[i].lit); tok_regex_free(t->pre[i].re); }
     for (int i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
     for (int i = 0; i < t->n_added; i++) { free(t->added[i].content); free(t->added[i].match); }
+    free(t->glue);
     free(t->norm);
     free(t->pre);
     free(t->dec);

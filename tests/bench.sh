@@ -19,27 +19,26 @@ TMP=$(mktemp -d /tmp/sra-bench-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 cat "$SHARED/corpus/tinyshakespeare.txt" "$SHARED/corpus/moby-dick.txt" "$SHARED/corpus/sotu.txt" > "$TMP/corpus.txt"
 # The peer: the real HF tokenizers through its npm binding (see shared/tools/README.md).
-HFREF=${HFREF:-$ROOT/$BUILD/hfref}
 have_hf=0
-if command -v node >/dev/null; then
-    if [ ! -d "$HFREF/node_modules/@anush008/tokenizers" ]; then
-        (mkdir -p "$HFREF" && cd "$HFREF" && npm init -y >/dev/null 2>&1 &&
-         npm install --silent @anush008/tokenizers@0.6.0 >/dev/null 2>&1) || true
-    fi
-    [ -d "$HFREF/node_modules/@anush008/tokenizers" ] && have_hf=1
-fi
+NODE_PATH_HF=$(bash "$ROOT/tests/hfref.sh" "$BUILD") && have_hf=1
 [ $have_hf = 1 ] || echo "(HF tokenizers not available: npm install failed; printing sra only)"
-printf "%-10s %12s %12s %8s %14s\n" tokenizer "sra MB/s" "HF MB/s" ratio "sra 2 thr MB/s"
-for t in gpt2 llama3 qwen3 mistral; do
+NT=$(nproc)
+echo "single thread: documents of ~4 KB encoded one after another (hf-bench.js); all cores ($NT): sra threads vs HF encodeBatch"
+printf "%-12s %10s %10s %7s   %12s %12s %7s\n" tokenizer "sra MB/s" "HF MB/s" ratio "sra ${NT}thr" "HF batch" ratio
+for t in gpt2 llama3 qwen3 mistral llama2 gemma3 deepseek_v3; do
     tj="$SHARED/tokenizers/$t/tokenizer.json"
-    out=$("$BUILD/sra-tokenize" --tokenizer "$tj" --bench "$TMP/corpus.txt" --doc-bytes 4096 --threads 2)
-    ours=$(awk '/1 thread:/ {print $3}' <<<"$out")
-    two=$(awk '/2 threads:/ {print $3}' <<<"$out")
-    hf=NA; ratio=NA
+    out=$("$BUILD/sra-tokenize" --tokenizer "$tj" --bench "$TMP/corpus.txt" --doc-bytes 4096 --threads "$NT")
+    ours=$(awk '/^1 thread:/ {print $3}' <<<"$out")
+    many=$(awk '/threads:/ {print $3}' <<<"$out")
+    [ "$NT" -gt 1 ] || many=$ours
+    hf=NA; ratio=NA; hfb=NA; ratiob=NA
     if [ $have_hf = 1 ]; then
-        hf=$(NODE_PATH="$HFREF/node_modules" node "$SHARED/tools/hf-bench.js" 4096 3 "$tj" 2>/dev/null |
+        hf=$(NODE_PATH="$NODE_PATH_HF" node "$SHARED/tools/hf-bench.js" 4096 3 "$tj" 2>/dev/null |
              awk -F'\t' '/median/ {split($2, a, " "); print a[2]}')
-        ratio=$(awk -v a="$ours" -v b="$hf" 'BEGIN {printf "%.1fx", a / b}')
+        hfb=$(HF_BENCH_BATCH=1 NODE_PATH="$NODE_PATH_HF" node "$SHARED/tools/hf-bench.js" 4096 3 "$tj" 2>/dev/null |
+             awk -F'\t' '/median/ {split($2, a, " "); print a[2]}')
+        ratio=$(awk -v a="$ours" -v b="$hf" 'BEGIN {if (b > 0) printf "%.1fx", a / b; else print "NA"}')
+        ratiob=$(awk -v a="$many" -v b="$hfb" 'BEGIN {if (b > 0) printf "%.1fx", a / b; else print "NA"}')
     fi
-    printf "%-10s %12s %12s %8s %14s\n" "$t" "$ours" "$hf" "$ratio" "$two"
+    printf "%-12s %10s %10s %7s   %12s %12s %7s\n" "$t" "$ours" "$hf" "$ratio" "$many" "$hfb" "$ratiob"
 done

@@ -15,9 +15,13 @@
 // marks, Hangul jamo, compatibility characters, case mappings that change
 // length, Unicode spaces, digits, emoji, and the added tokens' contents.
 //
-// Writes OUTDIR/<variant>.json (the tokenizer) and OUTDIR/<variant>.jsonl
+// The shipped tokenizers themselves also get random corpus slices and the
+// random texts (groups real_<name>).
+//
+// Writes OUTDIR/<variant>.json (the tokenizer) and OUTDIR/<name>.jsonl
 // (lines as in shared/reference/tokenize: name, text, ids, offsets in
-// BYTES, ids_special, decoded), and OUTDIR/index.txt listing the variants.
+// BYTES, ids_special, decoded), and OUTDIR/index.txt: one line per group,
+// "name" (tokenizer OUTDIR/name.json) or "name<TAB>tokenizer path".
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -128,30 +132,64 @@ variants.llama2_nfkc = () => {
   return t;
 };
 
+// Real text: 150 random slices (10 B - 4 KB, cut on character boundaries)
+// of the shared corpus, for the shipped tokenizers as they are.
+function corpusDocs() {
+  const dir = path.join(shared, 'corpus');
+  const buf = Buffer.concat(['tinyshakespeare.txt', 'moby-dick.txt', 'sotu.txt']
+    .map((f) => fs.readFileSync(path.join(dir, f))));
+  const docs = [];
+  for (let k = 0; k < 150; k++) {
+    let st = (rnd(1 << 30) * 4 + rnd(4)) % (buf.length - 5000);
+    while ((buf[st] & 0xc0) === 0x80) st++;
+    let en = st + 10 + rnd(4000);
+    while ((buf[en] & 0xc0) === 0x80) en++;
+    docs.push(buf.subarray(st, en).toString('utf8'));
+  }
+  return docs;
+}
+
+const SHIPPED = { gpt2: 'tokenizers/gpt2', llama2: 'tokenizers/llama2', llama3: 'tokenizers/llama3',
+  mistral: 'tokenizers/mistral', qwen3: 'tokenizers/qwen3', gemma3: 'tokenizers/gemma3',
+  deepseek_v3: 'tokenizers/deepseek_v3', tinystories: 'models/tinystories-656k' };
+
 async function main() {
   const names = Object.keys(variants);
   const texts = [...FIXED];
   for (let i = 0; i < 250; i++) texts.push(randomText());
+  const index = [];
+  const docs = corpusDocs();
+  // the shipped tokenizers on corpus slices and the random texts
+  for (const [name, dir] of Object.entries(SHIPPED)) {
+    const jpath = path.resolve(shared, dir, 'tokenizer.json');
+    await writeRef(`real_${name}`, jpath, [...docs, ...texts]);
+    index.push(`real_${name}\t${jpath}`);
+  }
   for (const name of names) {
     const jpath = path.join(outDir, `${name}.json`);
     fs.writeFileSync(jpath, JSON.stringify(variants[name]()));
-    const tok = Tokenizer.fromFile(jpath);
-    const out = [];
-    for (let i = 0; i < texts.length; i++) {
-      const text = texts[i];
-      const enc = await tok.encode(text, null, { addSpecialTokens: false });
-      const encSp = await tok.encode(text, null, { addSpecialTokens: true });
-      const tab = cpToByte(text);
-      const rec = { name: `${name}-${i}`, text, ids: enc.getIds(), tokens: enc.getTokens(),
-        offsets: enc.getOffsets().map(([s, e]) => [tab[s], tab[e]]), ids_special: encSp.getIds(),
-        decoded: await tok.decode(enc.getIds(), false) };
-      out.push(JSON.stringify(rec).replace(/[\u0085\u2028\u2029]/g,
-        (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0')));
-    }
-    fs.writeFileSync(path.join(outDir, `${name}.jsonl`), out.join('\n') + '\n');
+    await writeRef(name, jpath, texts);
+    index.push(name);
   }
-  fs.writeFileSync(path.join(outDir, 'index.txt'), names.join('\n') + '\n');
-  console.log(`gen_tok_ref: ${names.length} variants x ${texts.length} texts in ${outDir}`);
+  fs.writeFileSync(path.join(outDir, 'index.txt'), index.join('\n') + '\n');
+  console.log(`gen_tok_ref: ${index.length} tokenizers (${names.length} variants) in ${outDir}`);
+}
+
+async function writeRef(name, jpath, texts) {
+  const tok = Tokenizer.fromFile(jpath);
+  const out = [];
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i];
+    const enc = await tok.encode(text, null, { addSpecialTokens: false });
+    const encSp = await tok.encode(text, null, { addSpecialTokens: true });
+    const tab = cpToByte(text);
+    const rec = { name: `${name}-${i}`, text, ids: enc.getIds(), tokens: enc.getTokens(),
+      offsets: enc.getOffsets().map(([s, e]) => [tab[s], tab[e]]), ids_special: encSp.getIds(),
+      decoded: await tok.decode(enc.getIds(), false) };
+    out.push(JSON.stringify(rec).replace(/[\u0085\u2028\u2029]/g,
+      (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0')));
+  }
+  fs.writeFileSync(path.join(outDir, `${name}.jsonl`), out.join('\n') + '\n');
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -16,6 +16,23 @@ export SRA_PY=${SRA_PY:-/usr/bin/python3}
 export HDF5_PLUGIN_PATH=$SRA_BUILD/plugins
 cd "$ROOT"
 
+# Reference data from the real HF tokenizers, derived at test time (never
+# committed): BPE words for test_bpe, whole pipelines for test_tokenizer.
+# Regenerated when missing or older than its generator.
+if NODE_PATH_HF=$(bash tests/hfref.sh "$SRA_BUILD"); then
+    if [ ! -s "$SRA_BUILD/bpe_ref.jsonl" ] || [ tests/gen_bpe_ref.js -nt "$SRA_BUILD/bpe_ref.jsonl" ]; then
+        NODE_PATH=$NODE_PATH_HF node tests/gen_bpe_ref.js "$SRA_SHARED" "$SRA_BUILD/bpe_ref.jsonl.tmp" >"$SRA_BUILD/gen_ref.log" 2>&1 &&
+            mv "$SRA_BUILD/bpe_ref.jsonl.tmp" "$SRA_BUILD/bpe_ref.jsonl"
+    fi
+    if [ ! -s "$SRA_BUILD/tok_ref/index.txt" ] || [ tests/gen_tok_ref.js -nt "$SRA_BUILD/tok_ref/index.txt" ]; then
+        rm -rf "$SRA_BUILD/tok_ref"
+        NODE_PATH=$NODE_PATH_HF node tests/gen_tok_ref.js "$SRA_SHARED" "$SRA_BUILD/tok_ref" >"$SRA_BUILD/gen_ref.log" 2>&1 ||
+            rm -rf "$SRA_BUILD/tok_ref"
+    fi
+fi
+[ -s "$SRA_BUILD/bpe_ref.jsonl" ] && export SRA_BPE_REF=$SRA_BUILD/bpe_ref.jsonl
+[ -s "$SRA_BUILD/tok_ref/index.txt" ] && export SRA_TOK_REF=$SRA_BUILD/tok_ref
+
 pass=0; fail=0; skip=0; failed_names=()
 run_one() { # name, command...
     local name=$1; shift
