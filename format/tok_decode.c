@@ -44,6 +44,7 @@ static int sl_push(slist *l, const char *p, size_t n) {
 /* A growable byte buffer. */
 typedef struct { char *p; size_t n, cap; } buf;
 static int bput(buf *b, const void *p, size_t n) {
+    if (!n) return 0;
     if (b->n + n > b->cap) {
         size_t c = b->cap ? b->cap : 64;
         while (c < b->n + n) c *= 2;

@@ -11,6 +11,13 @@
  * token holding part of a multi-byte character reports that character's
  * range, and a prepended "▁" reports the range of the first character.
  * Tokens added by the post-processor (BOS) have the empty range [0, 0).
+ * Offsets always fall on character boundaries: where HF's ByteLevel
+ * trim_offsets would cut inside a multi-byte space, the range shrinks to
+ * whole characters, as HF's own character offsets report it.
+ *
+ * Added tokens get HF's ids, not necessarily the file's "id": content the
+ * model vocabulary already has keeps that id, new content takes the next
+ * free id (HF does the same and only logs a warning; saved files agree).
  *
  * Lifetime and threads: tok_load builds immutable tables; any number of
  * threads may encode with it at once, each through its own tok_session
