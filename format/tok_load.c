@@ -126,6 +126,7 @@ static int add_norm(tok_tokenizer *t, const cJSON *o, const char *where) {
     t->norm = nn;
     tok_norm *n = &t->norm[t->n_norm];
     memset(n, 0, sizeof *n);
+    t->n_norm++; /* counted at once, so tok_free releases a half-parsed entry */
     if (!strcmp(type, "NFC")) n->kind = N_NFC;
     else if (!strcmp(type, "NFD")) n->kind = N_NFD;
     else if (!strcmp(type, "NFKC")) n->kind = N_NFKC;
@@ -150,7 +151,6 @@ static int add_norm(tok_tokenizer *t, const cJSON *o, const char *where) {
         return fail(t, "%s.type = \"%s\": normalizer not supported (supported: NFC, NFD, NFKC, "
                     "NFKD, Prepend, Replace, Lowercase, Strip, Sequence)", where, type);
     }
-    t->n_norm++;
     return 0;
 }
 
@@ -179,6 +179,7 @@ static int add_pre(tok_tokenizer *t, const cJSON *o, const char *where) {
     t->pre = pp;
     tok_pre *p = &t->pre[t->n_pre];
     memset(p, 0, sizeof *p);
+    t->n_pre++; /* counted at once, so tok_free releases a half-parsed entry */
     char err[512];
     if (!strcmp(type, "ByteLevel")) {
         p->kind = P_BYTELEVEL;
@@ -217,7 +218,6 @@ static int add_pre(tok_tokenizer *t, const cJSON *o, const char *where) {
         return fail(t, "%s.type = \"%s\": pre-tokenizer not supported (supported: ByteLevel, "
                     "Split, Digits, Metaspace, Whitespace, WhitespaceSplit, Sequence)", where, type);
     }
-    t->n_pre++;
     return 0;
 }
 
@@ -297,6 +297,7 @@ static int add_dec(tok_tokenizer *t, const cJSON *o, const char *where) {
     t->dec = dd;
     tok_dec *d = &t->dec[t->n_dec];
     memset(d, 0, sizeof *d);
+    t->n_dec++; /* counted at once, so tok_free releases a half-parsed entry */
     if (!strcmp(type, "ByteLevel")) d->kind = D_BYTELEVEL;
     else if (!strcmp(type, "ByteFallback")) d->kind = D_BYTEFALLBACK;
     else if (!strcmp(type, "Fuse")) d->kind = D_FUSE;
@@ -323,7 +324,6 @@ static int add_dec(tok_tokenizer *t, const cJSON *o, const char *where) {
         return fail(t, "%s.type = \"%s\": decoder not supported (supported: ByteLevel, "
                     "ByteFallback, Fuse, Strip, Replace, Metaspace, Sequence)", where, type);
     }
-    t->n_dec++;
     return 0;
 }
 
@@ -344,6 +344,8 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
             return fail(t, "added_tokens[%d]: needs a non-negative \"id\" and a non-empty \"content\"", i);
         a->id = (int32_t)id->valuedouble;
         a->content = dup_n(c, &a->len);
+        t->n_added = i + 1; /* so tok_free releases it if the rest fails */
+        if (!a->content) return fail(t, "out of memory");
         a->special = jbool(it, "special", 0);
         a->single_word = jbool(it, "single_word", 0);
         a->lstrip = jbool(it, "lstrip", 0);
@@ -363,7 +365,7 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
         }
         if (bpe_add_token(t->bpe, a->content, a->len, a->id))
             return fail(t, "added_tokens[%d]: id %d of \"%s\" is already the id of another token", i, a->id, c);
-        t->n_added = ++i;
+        i++;
     }
     /* HF matches normalized added tokens on normalized text, so their
      * pattern is their normalized content. */
