@@ -14,6 +14,7 @@
 
 #include "tok_internal.h"
 #include "unicode.h"
+#include "util.h"
 
 /* ============================================================ byte level */
 
@@ -474,16 +475,10 @@ int tok_load(tok_tokenizer **out, const char *path) {
     *out = t;
     if (!t) return -1;
     t->name = strdup(path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(t, "cannot open: %s", strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
-    int rc;
-    if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) rc = fail(t, "read error");
-    else rc = load(t, buf, (size_t)len);
-    fclose(f);
+    size_t len;
+    char *buf = sra_read_file(path, &len);
+    if (!buf) return fail(t, "cannot open: %s", strerror(errno));
+    int rc = load(t, buf, len);
     free(buf);
     return rc;
 }

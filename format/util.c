@@ -336,3 +336,25 @@ void sra_progress_end(sra_progress *p, const char *extra) {
     fprintf(p->out, "%s: %.0f in %.2fs (%.1f/s)%s%s\n", p->what, p->done, el,
             el > 0 ? p->done / el : 0.0, extra ? " " : "", extra ? extra : "");
 }
+
+char *sra_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = malloc(cap + 1);
+    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n < cap) continue;
+        char *q = realloc(b, 2 * cap + 1);
+        if (!q) { free(b); b = NULL; errno = ENOMEM; break; }
+        b = q;
+        cap *= 2;
+    }
+    int bad = b && ferror(f);
+    fclose(f);
+    if (bad) { free(b); errno = EIO; return NULL; }
+    if (!b) return NULL;
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
+}

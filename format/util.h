@@ -82,6 +82,9 @@ void sra_utc_iso8601(char out[32]);
  * escaped U+0000. NULL if the key is absent, not a string, or badly escaped.
  * A minimal scanner: the caller validates the line with cJSON first. */
 char *sra_json_get_string(const char *line, const char *key, size_t *len);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (*len bytes,
+ * len may be NULL); NULL with errno set when it cannot. */
+char *sra_read_file(const char *path, size_t *len);
 /* Writes s[0..n) as a JSON string literal (UTF-8 passed through). */
 void sra_json_put_string(FILE *f, const char *s, size_t n);
 

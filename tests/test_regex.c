@@ -29,6 +29,7 @@
 
 #include "check.h"
 #include "tok_regex.h"
+#include "util.h"
 #include "unicode.h"
 
 /* ============================================================ helpers */
@@ -57,68 +58,7 @@ static int have_shared(const char *name, const char *rel) {
     return 0;
 }
 
-/* The JSON string value of "key" in one JSONL line, unescaped into out
- * (cap bytes); returns its length, or -1. Written here rather than taken
- * from cJSON because cJSON's strings end at an escaped NUL (rare-nul). */
-static long json_field(const char *line, const char *key, char *out, size_t cap) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(line, pat);
-    if (!p) return -1;
-    p += strlen(pat);
-    while (*p == ' ' || *p == ':') p++;
-    if (*p++ != '"') return -1;
-    size_t n = 0;
-    while (*p && *p != '"') {
-        if (n + 4 > cap) return -1;
-        if (*p != '\\') { out[n++] = *p++; continue; }
-        p++;
-        char c = *p++;
-        switch (c) {
-        case 'n': out[n++] = '\n'; break;
-        case 'r': out[n++] = '\r'; break;
-        case 't': out[n++] = '\t'; break;
-        case 'b': out[n++] = '\b'; break;
-        case 'f': out[n++] = '\f'; break;
-        case 'u': {
-            unsigned v = 0, lo = 0;
-            if (sscanf(p, "%4x", &v) != 1) return -1;
-            p += 4;
-            if (v >= 0xD800 && v <= 0xDBFF && p[0] == '\\' && p[1] == 'u' &&
-                sscanf(p + 2, "%4x", &lo) == 1 && lo >= 0xDC00 && lo <= 0xDFFF) {
-                v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            n += (size_t)uni_encode((int32_t)v, out + n);
-            break;
-        }
-        case 0: return -1;
-        default: out[n++] = c; /* \" \\ \/ */
-        }
-    }
-    return *p == '"' ? (long)n : -1;
-}
 
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap + 1);
-    size_t got;
-    while (b && (got = fread(b + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            char *nb = realloc(b, 2 * cap + 1);
-            if (!nb) { free(b); b = NULL; break; }
-            b = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (b) b[len] = 0;
-    if (n) *n = len;
-    return b;
-}
 
 static size_t char_len(const char *s, size_t n, size_t i) {
     int32_t cp;
@@ -520,7 +460,7 @@ TEST(regex_tokenizer_files) {
     char path[4096], err[512];
     for (size_t t = 0; t < sizeof want / sizeof want[0]; t++) {
         snprintf(path, sizeof path, "%s/tokenizers/%s/tokenizer.json", shared_dir(), want[t].tok);
-        char *js = read_file(path, NULL);
+        char *js = sra_read_file(path, NULL);
         CHECK(js != NULL, "cannot read %s", path);
         if (!js) return;
         cJSON *root = cJSON_Parse(js);
@@ -609,27 +549,27 @@ TEST(regex_reference_texts) {
     char path[4096];
     snprintf(path, sizeof path, "%s/reference/texts.jsonl", shared_dir());
     size_t len;
-    char *js = read_file(path, &len);
+    char *js = sra_read_file(path, &len);
     CHECK(js != NULL, "cannot read %s", path);
     if (!js) return;
-    char *text = malloc(len + 1), name[256];
+    char name[256];
     counts_reset();
     int bad = 0, texts = 0, newer = 0, with_nul = 0;
-    for (char *line = js, *next; text && line && *line; line = next) {
+    for (char *line = js, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
-        long n = json_field(line, "text", text, len + 1);
-        CHECK(n >= 0, "line %d: no \"text\"", texts + 1);
-        if (n < 0) continue;
-        long nl = json_field(line, "name", name, sizeof name - 1);
-        if (nl < 0) strcpy(name, "?");
-        else name[nl] = 0;
+        size_t n, nl;
+        char *text = sra_json_get_string(line, "text", &n), *nm = sra_json_get_string(line, "name", &nl);
+        CHECK(text != NULL, "line %d: no \"text\"", texts + 1);
+        snprintf(name, sizeof name, "%s", nm ? nm : "?");
+        free(nm);
+        if (!text) continue;
         texts++;
-        if (memchr(text, 0, (size_t)n)) with_nul++;
-        if (text_has_newer(text, (size_t)n)) newer++;
-        else bad += diff_one(name, text, (size_t)n);
+        if (memchr(text, 0, n)) with_nul++;
+        if (text_has_newer(text, n)) newer++;
+        else bad += diff_one(name, text, n);
+        free(text);
     }
-    free(text);
     free(js);
     CHECK(texts >= 190, "only %d texts", texts);
     CHECK(with_nul >= 1, "rare-nul's U+0000 was lost");
@@ -661,7 +601,7 @@ TEST(regex_llamacpp_inputs) {
         char path[8400];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         size_t n;
-        char *buf = read_file(path, &n);
+        char *buf = sra_read_file(path, &n);
         if (!buf) continue;
         files++;
         if (text_has_newer(buf, n)) newer++;

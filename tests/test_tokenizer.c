@@ -44,22 +44,6 @@ static void missing(const char *name, const char *path) {
     else check_skip_(name, why);
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap + 1);
-    size_t r;
-    while (b && (r = fread(b + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) { char *q = realloc(b, 2 * cap + 1); if (!q) { free(b); b = NULL; break; } b = q; cap *= 2; }
-    }
-    fclose(f);
-    if (!b) return NULL;
-    b[len] = 0;
-    *n = len;
-    return b;
-}
 
 static tok_tokenizer *load(const char *path) {
     tok_tokenizer *t = NULL;
@@ -182,7 +166,7 @@ static void reference_file(const char *test, const char *tokjson, const char *re
     snprintf(tp, sizeof tp, "%s%s%s", tokjson[0] == '/' ? "" : shared(), tokjson[0] == '/' ? "" : "/", tokjson);
     snprintf(rp, sizeof rp, "%s%s%s", ref[0] == '/' ? "" : shared(), ref[0] == '/' ? "" : "/", ref);
     size_t n;
-    char *all = slurp(rp, &n);
+    char *all = sra_read_file(rp, &n);
     FILE *probe = fopen(tp, "rb");
     if (!all || !probe) {
         missing(test, all ? tp : rp);
@@ -240,7 +224,7 @@ TEST(hf_tinystories) {
         char p[1200];
         size_t n;
         snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/ids.json", shared(), names[k]);
-        char *js = slurp(p, &n);
+        char *js = sra_read_file(p, &n);
         cJSON *j = js ? cJSON_Parse(js) : NULL;
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
         int32_t want[4096];
@@ -302,7 +286,7 @@ static void llamacpp_pair(const char *test, const char *pair, const char *tok) {
     snprintf(op, sizeof op, "%s/reference/llamacpp/ggml-vocab-%s.gguf.out", shared(), pair);
     snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", shared(), tok);
     size_t ni, no;
-    char *inp = slurp(ip, &ni), *outp = slurp(op, &no);
+    char *inp = sra_read_file(ip, &ni), *outp = sra_read_file(op, &no);
     if (!inp || !outp) {
         missing(test, inp ? op : ip);
         free(inp);

@@ -256,16 +256,9 @@ static int cmp_double(const void *a, const void *b) {
 
 static int run_bench(const tok_tokenizer *t, const char *tpath, const char *file, size_t doc_bytes, int threads,
                      int runs) {
-    FILE *f = fopen(file, "rb");
-    if (!f) { fprintf(stderr, "sra-tokenize: --bench %s: %s\n", file, strerror(errno)); return 1; }
-    size_t cap = 1 << 20, len = 0, r;
-    char *buf = malloc(cap);
-    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) { char *q = realloc(buf, cap * 2); if (!q) { free(buf); buf = NULL; break; } buf = q; cap *= 2; }
-    }
-    fclose(f);
-    if (!buf) { fprintf(stderr, "sra-tokenize: --bench %s: out of memory\n", file); return 1; }
+    size_t len;
+    char *buf = sra_read_file(file, &len);
+    if (!buf) { fprintf(stderr, "sra-tokenize: --bench %s: %s\n", file, strerror(errno)); return 1; }
     size_t ndocs = 0, ccap = 1024;
     size_t *cut = malloc(ccap * sizeof *cut);
     if (!cut) { free(buf); return 1; }
