@@ -29,6 +29,7 @@ int astr_reserve(astr *x, size_t need) {
 
 /* Appends bytes p[0..n) all aligned to [r0, r1). */
 int astr_put(astr *x, const char *p, size_t n, uint32_t r0, uint32_t r1) {
+    if (!n) return 0;
     if (astr_reserve(x, x->n + n)) return -1;
     memcpy(x->s + x->n, p, n);
     for (size_t i = 0; i < n; i++) { x->a0[x->n + i] = r0; x->a1[x->n + i] = r1; }
@@ -38,6 +39,7 @@ int astr_put(astr *x, const char *p, size_t n, uint32_t r0, uint32_t r1) {
 
 /* Appends src[i..j) with its own alignment. */
 int astr_copy(astr *x, const astr *src, size_t i, size_t j) {
+    if (j <= i) return 0;
     if (astr_reserve(x, x->n + (j - i))) return -1;
     memcpy(x->s + x->n, src->s + i, j - i);
     memcpy(x->a0 + x->n, src->a0 + i, (j - i) * 4);
