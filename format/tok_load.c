@@ -436,6 +436,10 @@ static int find_glue(tok_tokenizer *t) {
 }
 
 static int load(tok_tokenizer *t, const char *json, size_t n) {
+    /* JSON text is UTF-8 (HF's serde_json refuses anything else); every
+     * string the pipeline splices into text must be valid UTF-8 */
+    size_t bad = uni_validate(json, n);
+    if (bad != n) return fail(t, "not valid UTF-8 (byte %zu)", bad);
     cJSON *root = cJSON_ParseWithLength(json, n);
     if (!root) return fail(t, "not valid JSON (near byte %td)", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : -1);
     int rc = -1;

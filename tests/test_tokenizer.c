@@ -396,6 +396,7 @@ static void load_err(const char *json, const char *want) {
 
 TEST(errors) {
     load_err("{", "JSON");
+    load_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xe2\x96\xff\": 0}}}", "not valid UTF-8 (byte 37)");
     load_err("{\"added_tokens\":[]}", "model");
     load_err("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", "WordPiece");
     load_err("{" MODEL ",\"normalizer\":{\"type\":\"BertNormalizer\"}}", "BertNormalizer");
