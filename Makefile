@@ -120,9 +120,9 @@ fuzz-build:
 
 fuzz: fuzz-build
 	@mkdir -p build-fuzz/corpus_load build-fuzz/corpus_encode
-	build-fuzz/fuzz_tok_load -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=65536 -rss_limit_mb=4096 \
+	build-fuzz/fuzz_tok_load -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=build-fuzz/ -max_len=65536 -rss_limit_mb=4096 \
 	  build-fuzz/corpus_load tests/fuzz/seed_load
-	SRA_SHARED=$${SRA_SHARED:-../shared} build-fuzz/fuzz_tok_encode -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	SRA_SHARED=$${SRA_SHARED:-../shared} build-fuzz/fuzz_tok_encode -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=build-fuzz/ \
 	  -max_len=4096 -rss_limit_mb=8192 build-fuzz/corpus_encode tests/fuzz/seed_encode
 
 install: all

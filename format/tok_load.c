@@ -76,6 +76,16 @@ static char *dup_n(const char *s, size_t *n) {
     return d;
 }
 
+/* An integer in [lo, hi] (JSON numbers are doubles: a huge or fractional
+ * one is refused rather than converted). */
+static int jint(const cJSON *x, double lo, double hi, int32_t *out) {
+    if (!cJSON_IsNumber(x)) return -1;
+    double d = x->valuedouble;
+    if (!(d >= lo && d <= hi) || d != (double)(int32_t)d) return -1;
+    *out = (int32_t)d;
+    return 0;
+}
+
 /* "pattern": {"String": "x"} or {"Regex": "x"}: sets *lit or *re. */
 static int load_pattern(tok_tokenizer *t, const cJSON *o, const char *where, char **lit, size_t *litlen,
                         tok_regex **re) {
@@ -230,8 +240,9 @@ static int32_t special_id(tok_tokenizer *t, const cJSON *specials, const char *n
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(sp, "ids"), *it;
     if (!cJSON_IsArray(arr)) return fail(t, "%s: special token \"%s\" has no \"ids\"", where, name);
     cJSON_ArrayForEach(it, arr) {
-        if (!cJSON_IsNumber(it) || *n >= max) return fail(t, "%s: bad ids for \"%s\"", where, name);
-        ids[(*n)++] = (int32_t)it->valuedouble;
+        if (*n >= max || jint(it, 0, INT32_MAX - 1, &ids[*n]))
+            return fail(t, "%s: special token \"%s\": expected at most %d ids in [0, 2^31 - 1)", where, name, max);
+        (*n)++;
     }
     return 0;
 }
@@ -307,8 +318,11 @@ static int add_dec(tok_tokenizer *t, const cJSON *o, const char *where) {
         d->kind = D_STRIP;
         d->a = dup_n(c ? c : " ", &d->alen);
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "start"), *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
-        d->start = cJSON_IsNumber(a) ? (int)a->valuedouble : 0;
-        d->stop = cJSON_IsNumber(b) ? (int)b->valuedouble : 0;
+        int32_t x = 0, y = 0;
+        if ((a && jint(a, 0, 1 << 20, &x)) || (b && jint(b, 0, 1 << 20, &y)))
+            return fail(t, "%s: Strip start and stop must be integers in [0, 2^20]", where);
+        d->start = x;
+        d->stop = y;
     } else if (!strcmp(type, "Replace")) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pattern");
         const char *s = jstr(p, "String"), *c = jstr(o, "content");
@@ -341,9 +355,8 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
         tok_added_tok *a = &t->added[i];
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *c = jstr(it, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || !c || !c[0])
-            return fail(t, "added_tokens[%d]: needs a non-negative \"id\" and a non-empty \"content\"", i);
-        a->id = (int32_t)id->valuedouble;
+        if (jint(id, 0, INT32_MAX - 1, &a->id) || !c || !c[0])
+            return fail(t, "added_tokens[%d]: needs an integer \"id\" in [0, 2^31 - 1) and a non-empty \"content\"", i);
         a->content = dup_n(c, &a->len);
         t->n_added = i + 1; /* so tok_free releases it if the rest fails */
         if (!a->content) return fail(t, "out of memory");
@@ -460,6 +473,13 @@ static int load(tok_tokenizer *t, const char *json, size_t n) {
     t->vocab_size = bpe_vocab_size(t->bpe);
     for (int i = 0; i < t->n_added; i++)
         if (t->added[i].id + 1 > t->vocab_size) t->vocab_size = t->added[i].id + 1;
+    for (int i = 0; i < t->n_pre_ids + t->n_post_ids; i++) {
+        int32_t id = i < t->n_pre_ids ? t->pre_ids[i] : t->post_ids[i - t->n_pre_ids];
+        if (id >= t->vocab_size) {
+            fail(t, "post_processor: special token id %d is outside the vocabulary (size %d)", id, t->vocab_size);
+            goto done;
+        }
+    }
     rc = 0;
 done:
     cJSON_Delete(root);
