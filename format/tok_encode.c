@@ -59,17 +59,27 @@ static int is_word_cp(const char *s, size_t n, size_t at, int before) {
  * including lstrip/rstrip whitespace. */
 static int find_added(const tok_tokenizer *t, const char *s, size_t n, size_t from, int normalized,
                       size_t *ms, size_t *me) {
-    const uint8_t *first = normalized ? t->first_norm : t->first_raw;
+    const struct tok_trie *tr = t->trie[normalized];
+    const int32_t *root = t->root[normalized];
     for (size_t i = from; i < n; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (!(first[c >> 3] & (1u << (c & 7)))) continue;
+        int32_t node = root[(uint8_t)s[i]];
+        if (node < 0) continue;
+        /* walk the trie along s[i..]; the longest token ending on the path
+         * whose single_word condition holds wins (the first in
+         * tokenizer.json order among equal matches) */
         int best = -1;
-        for (int k = 0; k < t->n_added; k++) {
-            const tok_added_tok *a = &t->added[k];
-            if ((a->normalized && t->n_norm) != normalized || a->mlen > n - i) continue;
-            if ((uint8_t)a->match[0] != c || memcmp(s + i, a->match, a->mlen)) continue;
-            if (a->single_word && (is_word_cp(s, n, i, 1) || is_word_cp(s, n, i + a->mlen, 0))) continue;
-            if (best < 0 || a->mlen > t->added[best].mlen) best = k;
+        for (size_t d = i + 1;; d++) {
+            for (int32_t k = tr[node].tok; k >= 0; k = t->dup_next[k]) {
+                const tok_added_tok *a = &t->added[k];
+                if (a->single_word && (is_word_cp(s, n, i, 1) || is_word_cp(s, n, d, 0))) continue;
+                best = k;
+                break;
+            }
+            if (d >= n) break;
+            int32_t ch = tr[node].child;
+            while (ch >= 0 && tr[ch].byte != (uint8_t)s[d]) ch = tr[ch].sibling;
+            if (ch < 0) break;
+            node = ch;
         }
         if (best < 0) continue;
         size_t a0 = i, a1 = i + t->added[best].mlen;

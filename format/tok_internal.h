@@ -65,7 +65,15 @@ struct tok_tokenizer {
     int byte_level;         /* a ByteLevel pre-tokenizer maps bytes to chars */
     tok_added_tok *added; int n_added;
     int any_raw_added, any_norm_added;
-    uint8_t first_raw[32], first_norm[32]; /* bitmaps of first bytes (fast reject) */
+    /* Byte tries over the added tokens' match strings, [0] raw and [1]
+     * normalized ones (tok_load.c build_tries): node 0 is the root, whose
+     * children are root[k][byte]; other children hang off first-child /
+     * next-sibling links. tok is the first added token ending at a node
+     * (-1 if none), dup_next[tok] the next one with the same match. */
+    struct tok_trie { int32_t child, sibling, tok; uint8_t byte; } *trie[2];
+    int32_t n_trie[2], trie_cap[2];
+    int32_t root[2][256];
+    int32_t *dup_next;
     /* post-processor */
     int32_t pre_ids[8]; int n_pre_ids;   /* TemplateProcessing single: before $A */
     int32_t post_ids[8]; int n_post_ids; /* after $A */

@@ -345,6 +345,61 @@ static int add_dec(tok_tokenizer *t, const cJSON *o, const char *where) {
 /* ========================================================= added tokens */
 
 
+/* Inserts added token k's match string into trie w. */
+static int trie_insert(tok_tokenizer *t, int w, int k) {
+    const tok_added_tok *a = &t->added[k];
+    int32_t node = 0;
+    for (size_t i = 0; i < a->mlen; i++) {
+        uint8_t c = (uint8_t)a->match[i];
+        int32_t ch = node ? t->trie[w][node].child : t->root[w][c];
+        while (node && ch >= 0 && t->trie[w][ch].byte != c) ch = t->trie[w][ch].sibling;
+        if (ch < 0) {
+            if (t->n_trie[w] == t->trie_cap[w]) {
+                int32_t cap = t->trie_cap[w] ? 2 * t->trie_cap[w] : 256;
+                struct tok_trie *q = realloc(t->trie[w], (size_t)cap * sizeof *q);
+                if (!q) return -1;
+                t->trie[w] = q;
+                t->trie_cap[w] = cap;
+            }
+            ch = t->n_trie[w]++;
+            t->trie[w][ch] = (struct tok_trie){.child = -1, .sibling = -1, .tok = -1, .byte = c};
+            if (node) { t->trie[w][ch].sibling = t->trie[w][node].child; t->trie[w][node].child = ch; }
+            else t->root[w][c] = ch;
+        }
+        node = ch;
+    }
+    if (t->trie[w][node].tok < 0) t->trie[w][node].tok = k;
+    else { /* same match as an earlier token: chain it after the last one */
+        int32_t j = t->trie[w][node].tok;
+        while (t->dup_next[j] >= 0) j = t->dup_next[j];
+        t->dup_next[j] = k;
+    }
+    return 0;
+}
+
+/* Leftmost-longest matching of added tokens walks a trie from each
+ * position instead of trying every token (Gemma-3 has 6415). */
+static int build_tries(tok_tokenizer *t) {
+    memset(t->root, 0xff, sizeof t->root);
+    t->dup_next = malloc((size_t)(t->n_added ? t->n_added : 1) * sizeof *t->dup_next);
+    if (!t->dup_next) return fail(t, "out of memory");
+    for (int w = 0; w < 2; w++) {
+        t->n_trie[w] = 1; /* node 0: the root */
+        t->trie_cap[w] = 256;
+        if (!(t->trie[w] = malloc(256 * sizeof *t->trie[w]))) return fail(t, "out of memory");
+        t->trie[w][0] = (struct tok_trie){.child = -1, .sibling = -1, .tok = -1, .byte = 0};
+    }
+    for (int k = 0; k < t->n_added; k++) {
+        const tok_added_tok *a = &t->added[k];
+        int w = a->normalized && t->n_norm;
+        t->dup_next[k] = -1;
+        if (!a->mlen) continue; /* normalized to nothing: can never match */
+        if (w) t->any_norm_added = 1; else t->any_raw_added = 1;
+        if (trie_insert(t, w, k)) return fail(t, "out of memory");
+    }
+    return 0;
+}
+
 static int load_added(tok_tokenizer *t, const cJSON *arr) {
     const cJSON *it;
     int n = cJSON_GetArraySize(arr), i = 0;
@@ -391,11 +446,9 @@ static int load_added(tok_tokenizer *t, const cJSON *arr) {
         } else {
             a->match = dup_n(a->content, &a->mlen);
         }
-        uint8_t f = (uint8_t)a->match[0];
-        if (a->normalized && t->n_norm) { t->any_norm_added = 1; t->first_norm[f >> 3] |= (uint8_t)(1u << (f & 7)); }
-        else { t->any_raw_added = 1; t->first_raw[f >> 3] |= (uint8_t)(1u << (f & 7)); }
+        if (!a->match) return fail(t, "out of memory");
     }
-    return 0;
+    return build_tries(t);
 }
 
 /* ================================================================ load */
@@ -514,6 +567,9 @@ void tok_free(tok_tokenizer *t) {
     for (int i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
     for (int i = 0; i < t->n_added; i++) { free(t->added[i].content); free(t->added[i].match); }
     free(t->glue);
+    free(t->trie[0]);
+    free(t->trie[1]);
+    free(t->dup_next);
     free(t->norm);
     free(t->pre);
     free(t->dec);

@@ -4,8 +4,14 @@
  * Pipeline (as HF tokenizers 0.22): added tokens are split out of the raw
  * text (leftmost-longest); the rest is normalized (NFC/NFD/NFKC/NFKD,
  * Prepend, Replace, Lowercase, Strip), pre-tokenized (ByteLevel, Split,
- * Digits, Metaspace, Whitespace, WhitespaceSplit), each piece encoded by
- * the BPE model, then post-processed (TemplateProcessing, ByteLevel).
+ * Digits, Metaspace, Whitespace, WhitespaceSplit; Sequence of any), each
+ * piece encoded by the BPE model (byte-level or SentencePiece-style:
+ * byte_fallback, fuse_unk, unk_token, ignore_merges, continuing prefix,
+ * end-of-word suffix), then post-processed (TemplateProcessing,
+ * ByteLevel). Decoding runs the decoders (ByteLevel, ByteFallback, Fuse,
+ * Strip, Replace, Metaspace). Split regexes run on hand-written matchers
+ * or Oniguruma (tok_regex.h). Other model types (WordPiece, Unigram) and
+ * components are refused at load.
  * Every token carries the byte range [start, end) of the RAW input it came
  * from: normalization and byte-level mapping are tracked per byte, so a
  * token holding part of a multi-byte character reports that character's
