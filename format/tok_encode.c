@@ -127,15 +127,14 @@ static int out_push(tok_session *ss, int32_t id, uint32_t a, uint32_t b) {
 
 /* ========================================================= pre-tokenize */
 
-typedef struct { uint32_t a, b; int match; } mspan;
 
 /* Splits pieces by the matches of p (regex, literal or char class) with
  * HF's SplitDelimiterBehavior. */
 static int split_pieces(tok_session *ss, const tok_pre *p) {
     astr *w = &ss->work;
     ss->npc2 = 0;
-    mspan *ms = NULL;
-    size_t nms = 0, mscap = 0;
+    mspan *ms = ss->ms; /* session scratch: no allocation per call */
+    size_t nms = 0, mscap = ss->mscap;
     int rc = 0;
     for (size_t k = 0; k < ss->npc && !rc; k++) {
         uint32_t a = ss->pc[k].a, b = ss->pc[k].b;
@@ -220,7 +219,8 @@ static int split_pieces(tok_session *ss, const tok_pre *p) {
                 span t2 = ss->pc2[x]; ss->pc2[x] = ss->pc2[y]; ss->pc2[y] = t2;
             }
     }
-    free(ms);
+    ss->ms = ms;
+    ss->mscap = mscap;
     if (rc) return -1;
     span *t = ss->pc; ss->pc = ss->pc2; ss->pc2 = t;
     size_t c = ss->pccap; ss->pccap = ss->pc2cap; ss->pc2cap = c;
@@ -503,7 +503,7 @@ void tok_session_free(tok_session *s) {
     if (!s) return;
     bpe_session_free(s->bpe);
     astr_free(&s->ns); astr_free(&s->tmp); astr_free(&s->work);
-    free(s->pc); free(s->pc2);
+    free(s->pc); free(s->pc2); free(s->ms);
     free(s->ids); free(s->st); free(s->en);
     free(s->word); free(s->wsrc);
     free(s->bids); free(s->bs); free(s->be);

@@ -101,6 +101,7 @@ typedef struct {
 } astr;
 
 typedef struct { uint32_t a, b; } span; /* byte range in the work string */
+typedef struct { uint32_t a, b; int match; } mspan; /* a split: a match or the text between */
 
 struct tok_session { /* per-thread scratch (tokenizer.h) */
     const tok_tokenizer *t;
@@ -108,6 +109,7 @@ struct tok_session { /* per-thread scratch (tokenizer.h) */
     char err[512];
     astr ns, tmp, work;       /* normalized segment, scratch, pre-tokenized work string */
     span *pc, *pc2;           /* pieces */
+    mspan *ms; size_t mscap;  /* matches of one split */
     size_t npc, npc2, pccap, pc2cap;
     int32_t *ids; uint32_t *st, *en;
     size_t nout, outcap;
