@@ -20,11 +20,12 @@ PKG_LIBS   := $(shell pkg-config --libs $(HDF5_PKG) $(PKGS) 2>/dev/null)
 HDF5_PLUGINDIR := $(shell pkg-config --variable=PluginDir $(HDF5_PKG) 2>/dev/null)
 PLUGINDIR  ?= $(if $(HDF5_PLUGINDIR),$(HDF5_PLUGINDIR),/usr/local/hdf5/lib/plugin)
 
-ALL_CFLAGS := $(SRA_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Iformat
+ALL_CFLAGS := $(SRA_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Iformat -Itrain -Iextract
 LDLIBS     := $(PKG_LIBS) -lm -pthread
 
 FORMAT_SRC := $(wildcard format/*.c)
-LIB_SRC    := $(filter-out format/zstd_plugin.c,$(FORMAT_SRC))
+LIB_SRC    := $(filter-out format/zstd_plugin.c,$(FORMAT_SRC)) $(wildcard train/*.c) $(wildcard extract/*.c)
+HEADERS    := $(wildcard format/*.h train/*.h extract/*.h)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB        := $(BUILD)/libsra.a
 PROGS      := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/sra-*.c))
@@ -55,7 +56,7 @@ deps:
 check-deps:
 	@tests/deps.sh check-build
 
-$(BUILD)/obj/%.o: %.c $(wildcard format/*.h)
+$(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

@@ -1,0 +1,73 @@
+/*
+ * layers.h - the transformer's math on float arrays, no I/O (llm.c style).
+ *
+ * Dimensions: B batch, T time (sequence), C channels (hidden), OC output
+ * channels, NH query heads, NKV key/value heads (GQA: query head h reads
+ * kv head h / (NH / NKV)), HS head size, I MLP width, V vocabulary, N rows
+ * (= B*T where the op is per position). All arrays are row-major, float32,
+ * contiguous with the shape written beside each argument.
+ *
+ * Each X_forward overwrites its output. The backward halves join in issue 7
+ * (each directly below its forward, gradients first, accumulating with +=);
+ * the teacher (extract/) uses the forward halves only.
+ *
+ * Matmuls go through OpenBLAS (cblas_sgemm, threads as OpenBLAS is set up);
+ * every BLAS path has a plain-loop reference (the *_ref functions) that the
+ * tests compare against. Functions are thread-safe given distinct outputs.
+ */
+#ifndef SRA_LAYERS_H
+#define SRA_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias(OC) (bias may be NULL) */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+
+/* HF LlamaRMSNorm: out (N,C) = inp / sqrt(mean_c(inp^2) + eps) * weight(C),
+ * the mean accumulated in double. out may equal inp. */
+void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, float eps);
+
+/* RoPE tables for the positions pos[0..N): cos, sin (N, HS/2), angle =
+ * pos * inv_freq[i] (inv_freq from cfg_rope_inv_freq, HS/2 values),
+ * computed in double and rounded once. */
+void rope_tables(float *cos, float *sin, const int32_t *pos, int N, const double *inv_freq, int HS);
+/* Rotates x (N, NH, HS) in place, HF's rotate_half layout: pairs
+ * (j, j + HS/2) with the row's cos/sin (N, HS/2). */
+void rope_forward(float *x, const float *cos, const float *sin, int N, int NH, int HS);
+
+/* Causal multi-head attention with GQA and key padding.
+ *   q (B,Tq,NH,HS): the queries of the LAST Tq of Tk positions;
+ *   k, v (B,Tk,NKV,HS); valid (B,Tk) 1 = a real token, 0 = padding (NULL:
+ *   all real); out (B,Tq,NH,HS) = softmax(q k^T / sqrt(HS) + causal and
+ *   padding masks) v. A query at a padding position gets zeros.
+ *   mass (B,Tk) or NULL, only when Tq == Tk: the attention each key
+ *   RECEIVES, averaged over heads and over the valid queries that can see
+ *   it (method.md §3): m_i = 1/NH sum_h 1/|Q_i| sum_{q in Q_i} A_h[q,i],
+ *   Q_i = { valid q >= i }; 0 at padding keys. Computed per (b, h) block
+ *   from the probabilities as they are made: never B*NH*T*T floats at once.
+ *   scratch: attention_scratch_floats(Tq, Tk) floats per call (one call =
+ *   one thread; the caller owns it).
+ */
+size_t attention_scratch_floats(int Tq, int Tk);
+void attention_forward(float *out, float *mass, const float *q, const float *k, const float *v,
+                       const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS, float *scratch);
+/* Plain loops, same contract, for the tests. */
+void attention_forward_ref(float *out, float *mass, const float *q, const float *k, const float *v,
+                           const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS);
+
+/* SwiGLU: out (n) = silu(gate) * up, silu(x) = x / (1 + exp(-x)). out may
+ * equal gate or up. */
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+
+/* out (n) += x (n): the residual stream. */
+void residual_forward(float *out, const float *x, size_t n);
+
+/* Next-token distribution of a block of rows, never more than the block:
+ * logits (N,V) -> log-softmax in double -> the k most probable ids (ties:
+ * the lower id first) with their log-probs, and tail (N) = 1 - sum of the
+ * top-k probabilities (clamped at 0). ids, logprobs (N,k). */
+void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, float *logprobs, float *tail);
+
+#endif /* SRA_LAYERS_H */
