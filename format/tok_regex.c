@@ -8,7 +8,9 @@
  * characters back only as far as the rest of the alternative needs. The
  * GPT-2, cl100k and Qwen patterns match at every position of a non-empty
  * string (every character is a letter, a number, a space or "other", and
- * each kind starts some alternative), so their find is a match at pos.
+ * each kind starts some alternative), so their find is a match at pos;
+ * the Whitespace and DeepSeek-V3 patterns do not, and their finds search
+ * forward for the leftmost position where a match starts.
  * tests/test_regex.c checks every matcher against Oniguruma itself.
  */
 #include "tok_regex.h"
@@ -23,7 +25,16 @@
 
 #include "unicode.h"
 
-typedef enum { RX_ONIG, RX_GPT2, RX_CL100K, RX_QWEN, RX_WORDS } rx_kind;
+typedef enum {
+    RX_ONIG,
+    RX_GPT2,
+    RX_CL100K,
+    RX_QWEN,
+    RX_WORDS,
+    RX_DS_DIGITS, /* DeepSeek-V3's three Splits, in their order */
+    RX_DS_CJK,
+    RX_DS_WORDS
+} rx_kind;
 
 struct tok_regex {
     rx_kind kind;
@@ -41,16 +52,37 @@ static const char RE_CL100K[] =
 static const char RE_QWEN[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-/* Some tokenizer.json files write the cl100k classes with raw CR and LF
- * characters instead of the \r \n escapes; Oniguruma reads both the same. */
-static const char RE_CL100K_RAW[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_QWEN_RAW[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
 /* HF's Whitespace pre-tokenizer. */
 static const char RE_WORDS[] = "\\w+|[^\\w\\s]+";
+/* DeepSeek-V3's Splits: digits, then Han and kana runs (U+4E00-9FA5,
+ * U+3040-309F, U+30A0-30FF, written as raw UTF-8 in the class), then the
+ * rest. Its tokenizer.json writes CR and LF raw in the third. */
+static const char RE_DS_DIGITS[] = "\\p{N}{1,3}";
+static const char RE_DS_CJK[] =
+    "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-\xE3\x83\xBF]+";
+static const char RE_DS_WORDS[] =
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
+    "?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Some tokenizer.json files write CR and LF as raw characters instead of
+ * the \r \n escapes (DeepSeek-V3's does); Oniguruma reads both the same,
+ * inside a class and out (none of these patterns turns on (?x), where raw
+ * white space would be ignored). Patterns are compared in a form with
+ * every \r and \n escape made raw; other escapes are kept whole, so "\\r"
+ * (an escaped backslash, then r) stays. Writes at most strlen(p) + 1
+ * bytes. */
+static void crlf_raw(const char *p, char *out) {
+    while (*p) {
+        if (p[0] == '\\' && (p[1] == 'r' || p[1] == 'n')) {
+            *out++ = p[1] == 'r' ? '\r' : '\n';
+            p += 2;
+        } else if (p[0] == '\\' && p[1]) {
+            *out++ = *p++;
+            *out++ = *p++;
+        } else *out++ = *p++;
+    }
+    *out = 0;
+}
 
 /* ================================================== character classes */
 
@@ -115,6 +147,27 @@ static size_t ws_tail(const unsigned char *s, size_t n, size_t i) {
         last = e;
         e += l;
     }
+    if (e == n || last == i) return e;
+    return last;
+}
+
+/* `\s*[\r\n]+|\s+(?!\S)|\s+` at i, where s[i] is \s. \s*[\r\n]+ : \s*
+ * first takes the whole space run and gives back characters until
+ * [\r\n]+ can match, i.e. down to the run's last \r or \n; [\r\n]+ then
+ * takes just that one (what follows it in the run is not \r\n). So the
+ * match ends after the last \r or \n of the run, and without one this
+ * alternative fails and the rest is ws_tail's. */
+static size_t ws_nl_tail(const unsigned char *s, size_t n, size_t i) {
+    size_t e = i, last = i, nl = 0;
+    while (e < n) {
+        size_t le;
+        if (!(cls_at(s, n, e, &le) & UNI_SPACE)) break;
+        if (s[e] == '\r' || s[e] == '\n') nl = e + 1;
+        last = e;
+        e += le;
+    }
+    if (nl) return nl;
+    /* \s+(?!\S)|\s+ as in ws_tail */
     if (e == n || last == i) return e;
     return last;
 }
@@ -201,23 +254,8 @@ static size_t cl100k_at(const unsigned char *s, size_t n, size_t i, int digits) 
         while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
         return j;
     }
-    /* Here s[i] is \s. \s*[\r\n]+ : \s* first takes the whole space run and
-     * gives back characters until [\r\n]+ can match, i.e. down to the run's
-     * last \r or \n; [\r\n]+ then takes just that one (what follows it in
-     * the run is not \r\n). So the match ends after the last \r or \n of
-     * the run, and without one this alternative fails. */
-    size_t e = i, last = i, nl = 0;
-    while (e < n) {
-        size_t le;
-        if (!(cls_at(s, n, e, &le) & UNI_SPACE)) break;
-        if (s[e] == '\r' || s[e] == '\n') nl = e + 1;
-        last = e;
-        e += le;
-    }
-    if (nl) return nl;
-    /* \s+(?!\S)|\s+ as in ws_tail */
-    if (e == n || last == i) return e;
-    return last;
+    /* Here s[i] is \s. */
+    return ws_nl_tail(s, n, i);
 }
 
 /* ======================================================== Whitespace */
@@ -239,6 +277,123 @@ static int words_find(const unsigned char *s, size_t n, size_t pos, size_t *ms, 
             *me = span_out(s, n, i + l, UNI_W | UNI_SPACE);
             return 1;
         }
+    }
+    return 0;
+}
+
+/* ======================================================= DeepSeek-V3 */
+
+/* \p{N}{1,3}
+ * The leftmost number character starts the match (nothing else can), and
+ * the greedy {1,3} takes up to two more that follow it. */
+static int ds_digits_find(const unsigned char *s, size_t n, size_t pos, size_t *ms,
+                          size_t *me) {
+    size_t i = pos, l = 1;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            if (uni_ascii_class[s[i]] & UNI_N) { l = 1; break; }
+            i++;
+        } else {
+            if (cls_mb(s, n, i, &l) & UNI_N) break;
+            i += l;
+        }
+    }
+    if (i >= n) return 0;
+    size_t j = i + l;
+    for (int k = 1; k < 3 && j < n; k++) {
+        size_t lk;
+        if (!(cls_at(s, n, j, &lk) & UNI_N)) break;
+        j += lk;
+    }
+    *ms = i;
+    *me = j;
+    return 1;
+}
+
+/* [一-龥぀-ゟ゠-ヿ]+  (U+4E00-9FA5, U+3040-309F, U+30A0-30FF)
+ * A maximal run of these code points, whether assigned or not. All are
+ * three bytes with a lead byte E3 (U+3040-30FF) or E4-E9 (U+4E00-9FA5);
+ * in UTF-8 such a byte only ever starts a character, so the search may
+ * step a byte at a time. Returns 3 if one starts at s[i], else 0. */
+static inline size_t ds_cjk_len(const unsigned char *s, size_t n, size_t i) {
+    if ((unsigned)(s[i] - 0xE3) > 6 || n - i < 3) return 0;
+    int32_t cp;
+    if (uni_decode((const char *)s + i, 3, &cp) != 3) return 0;
+    return (cp >= 0x3040 && cp <= 0x30FF) || (cp >= 0x4E00 && cp <= 0x9FA5) ? 3 : 0;
+}
+
+static int ds_cjk_find(const unsigned char *s, size_t n, size_t pos, size_t *ms, size_t *me) {
+    for (size_t i = pos; i < n; i++) {
+        if ((unsigned)(s[i] - 0xE3) > 6 || !ds_cjk_len(s, n, i)) continue;
+        size_t j = i + 3;
+        while (j < n && ds_cjk_len(s, n, j)) j += 3;
+        *ms = i;
+        *me = j;
+        return 1;
+    }
+    return 0;
+}
+
+/* [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|
+ *  ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * (tokenizer.json writes \r and \n raw.) Returns the end of the match at
+ * i (i < n), or i if none starts there: a character that is none of L M
+ * P S \s, and is not followed by an L or M, starts no alternative (a
+ * digit, a control, a format character such as U+200D, private use,
+ * unassigned), so the find goes on to the next one. */
+#define DS_LM (UNI_L | UNI_M)
+#define DS_PS (UNI_P | UNI_S)
+
+static size_t ds_words_at(const unsigned char *s, size_t n, size_t i) {
+    unsigned c = s[i];
+    size_t l;
+    unsigned f = cls_at(s, n, i, &l);
+    /* [!"#...~][A-Za-z]+ : the bracket lists exactly ASCII's 32 P and S
+     * characters; nothing follows the greedy run, so it stays maximal. */
+    if (c < 0x80 && (f & DS_PS) && i + 1 < n && (unsigned)((s[i + 1] | 0x20) - 'a') < 26u) {
+        size_t j = i + 2;
+        while (j < n && (unsigned)((s[j] | 0x20) - 'a') < 26u) j++;
+        return j;
+    }
+    /* [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ : from an L or an M, the L/M
+     * run (an M may be the optional character or the run's first, the end
+     * is the same); from any other character but \r \n P S, the L/M run
+     * after it, if one follows. */
+    if (f & DS_LM) return span_in(s, n, i + l, DS_LM);
+    if (!(f & DS_PS) && c != '\r' && c != '\n' && i + l < n) {
+        size_t l1;
+        if (cls_at(s, n, i + l, &l1) & DS_LM) return span_in(s, n, i + l + l1, DS_LM);
+    }
+    /*  ?[\p{P}\p{S}]+[\r\n]* : greedy runs that nothing after can fail.
+     * Only an ASCII space may lead, and only before a P or S. */
+    size_t j = i;
+    if (c == ' ' && i + 1 < n) {
+        size_t l1;
+        unsigned f1 = cls_at(s, n, i + 1, &l1);
+        if (f1 & DS_PS) { j = i + 1; f = f1; l = l1; }
+    }
+    if (f & DS_PS) {
+        j = span_in(s, n, j + l, DS_PS);
+        while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+        return j;
+    }
+    /* \s*[\r\n]+|\s+(?!\S)|\s+ need s[i] to be \s; otherwise no match. */
+    if (!(f & UNI_SPACE)) return i;
+    return ws_nl_tail(s, n, i);
+}
+
+static int ds_words_find(const unsigned char *s, size_t n, size_t pos, size_t *ms,
+                         size_t *me) {
+    for (size_t i = pos; i < n;) {
+        size_t e = ds_words_at(s, n, i);
+        if (e > i) {
+            *ms = i;
+            *me = e;
+            return 1;
+        }
+        size_t l = 1;
+        if (s[i] >= 0x80) cls_mb(s, n, i, &l);
+        i += l;
     }
     return 0;
 }
@@ -395,21 +550,37 @@ static char *rewrite_props(const char *pat) {
     return out;
 }
 
+#define KNOWN_MAX 256 /* longer than any of the patterns above */
+_Static_assert(sizeof RE_GPT2 <= KNOWN_MAX && sizeof RE_CL100K <= KNOWN_MAX &&
+                   sizeof RE_QWEN <= KNOWN_MAX && sizeof RE_DS_WORDS <= KNOWN_MAX,
+               "KNOWN_MAX");
+
 tok_regex *tok_regex_compile(const char *pattern, char *err, size_t errlen) {
     static const struct { const char *pat; rx_kind kind; } known[] = {
-        {RE_GPT2, RX_GPT2},         {RE_CL100K, RX_CL100K}, {RE_QWEN, RX_QWEN},
-        {RE_CL100K_RAW, RX_CL100K}, {RE_QWEN_RAW, RX_QWEN}, {RE_WORDS, RX_WORDS},
+        {RE_GPT2, RX_GPT2},           {RE_CL100K, RX_CL100K}, {RE_QWEN, RX_QWEN},
+        {RE_WORDS, RX_WORDS},         {RE_DS_DIGITS, RX_DS_DIGITS}, {RE_DS_CJK, RX_DS_CJK},
+        {RE_DS_WORDS, RX_DS_WORDS},
     };
-    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-        if (!strcmp(pattern, known[k].pat)) {
-            tok_regex *re = calloc(1, sizeof *re);
-            if (!re) {
-                snprintf(err, errlen, "regex \"%s\": out of memory", pattern);
-                return NULL;
-            }
-            re->kind = known[k].kind;
-            return re;
+    char *norm = malloc(strlen(pattern) + 1);
+    if (!norm) {
+        snprintf(err, errlen, "regex \"%s\": out of memory", pattern);
+        return NULL;
+    }
+    crlf_raw(pattern, norm);
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        char kn[KNOWN_MAX];
+        crlf_raw(known[k].pat, kn);
+        if (strcmp(norm, kn)) continue;
+        free(norm);
+        tok_regex *re = calloc(1, sizeof *re);
+        if (!re) {
+            snprintf(err, errlen, "regex \"%s\": out of memory", pattern);
+            return NULL;
         }
+        re->kind = known[k].kind;
+        return re;
+    }
+    free(norm);
     pthread_once(&props_once, props_init);
     if (!props_ok) return tok_regex_compile_onig(pattern, err, errlen);
     char *src = rewrite_props(pattern);
@@ -475,6 +646,12 @@ int tok_regex_find(const tok_regex *re, const char *s, size_t n, size_t pos, siz
         return 1;
     case RX_WORDS:
         return words_find(u, n, pos, ms, me);
+    case RX_DS_DIGITS:
+        return ds_digits_find(u, n, pos, ms, me);
+    case RX_DS_CJK:
+        return ds_cjk_find(u, n, pos, ms, me);
+    case RX_DS_WORDS:
+        return ds_words_find(u, n, pos, ms, me);
     case RX_ONIG:
         break;
     }

@@ -5,16 +5,18 @@
  * HF tokenizers compiles these patterns with Oniguruma. sra matches the
  * patterns real tokenizers use with hand-written matchers over unicode.h
  * classes (each keeps its pattern in a comment; they are the fast path) and
- * falls back to Oniguruma (Debian libonig) for any other pattern, e.g.
- * DeepSeek-V3's. Both paths must find exactly the matches Oniguruma finds:
- * leftmost match, alternatives tried in order (not longest), greedy
- * quantifiers, lookahead honoured.
+ * falls back to Oniguruma (Debian libonig) for any other pattern. Both
+ * paths must find exactly the matches Oniguruma finds: leftmost match,
+ * alternatives tried in order (not longest), greedy quantifiers, lookahead
+ * honoured.
  *
  * Native matchers serve exactly these patterns (compared as strings after
  * JSON decoding): GPT-2's ByteLevel regex, Llama-3/cl100k's, Qwen2/3's
- * (cl100k with \p{N} for \p{N}{1,3}) and the Whitespace pre-tokenizer's
- * \w+|[^\w\s]+; the cl100k-style ones also with raw CR/LF characters in
- * place of the \r \n escapes. Oniguruma is used with what the onig crate
+ * (cl100k with \p{N} for \p{N}{1,3}), the Whitespace pre-tokenizer's
+ * \w+|[^\w\s]+ and DeepSeek-V3's three Splits (\p{N}{1,3}, its Han/kana
+ * class and its cl100k-like third); any of them also with raw CR/LF
+ * characters in place of some or all of the \r \n escapes (DeepSeek-V3's
+ * tokenizer.json has them raw). Oniguruma is used with what the onig crate
  * passes: its default syntax (ONIG_SYNTAX_ONIGURUMA), UTF-8, no options.
  *
  * Unicode version: HF's bundled Oniguruma (6.9.10) knows Unicode 16.0, the
@@ -22,8 +24,8 @@
  * matchers use unicode.h's classes (Unicode 16.0, checked against HF over
  * every code point). For the fallback, tok_regex_compile rewrites \p{L}
  * \p{N} \p{M} \p{P} \p{S} (long names, \P{..}, \p{^..} too) to
- * Oniguruma user-defined properties holding unicode.h's sets, so patterns
- * like DeepSeek-V3's match HF's sets exactly; other classes (\w \d \s,
+ * Oniguruma user-defined properties holding unicode.h's sets, so such
+ * classes match HF's sets exactly; other classes (\w \d \s,
  * scripts, subcategories such as \p{Lu}, POSIX brackets) use the system's
  * data and can differ from HF on characters assigned after its version.
  *

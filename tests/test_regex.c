@@ -4,9 +4,12 @@
  * The native matchers must find exactly Oniguruma's matches, so every
  * pattern is compiled twice (tok_regex_compile, and tok_regex_compile_onig
  * which forces plain Oniguruma) and the full match sequences are compared on
- * the reference texts, llama.cpp's tokenizer inputs and random strings.
- * DeepSeek-V3's patterns go through the same comparison: there both sides
- * are Oniguruma, one with the Unicode-16 \p{..} rewrite.
+ * the reference texts, llama.cpp's tokenizer inputs and random strings;
+ * DeepSeek-V3's patterns, whose matches need not start at every position,
+ * also on every short string over a set of representative characters and
+ * on every code point in several contexts. Those are also compared with
+ * Oniguruma running the Unicode-16 \p{..} rewrite (what any other pattern
+ * gets), which can take the characters newer than this Oniguruma.
  *
  * The Oniguruma here is the system's (Debian 12: 6.9.8, Unicode 14.0) while
  * unicode.h follows HF's bundled 6.9.10 (Unicode 16.0), so the two disagree
@@ -148,41 +151,59 @@ static int text_has_newer(const char *s, size_t n) {
 
 typedef struct {
     const char *name, *pattern;
-    int want_native;          /* 0: the "native" side is tok_regex_compile's rewritten Oniguruma */
-    tok_regex *native, *onig; /* tok_regex_compile, tok_regex_compile_onig */
+    int want_native; /* 1: tok_regex_compile gives a hand-written matcher */
+    int u16;         /* the other side is tok_regex_compile("(?:pattern)"), not a known
+                      * pattern: Oniguruma with the Unicode-16 \p{..} rewrite */
+    tok_regex *native, *onig; /* tok_regex_compile, tok_regex_compile_onig (or as u16) */
     size_t strings, matches;
 } pat;
 
-/* The first NPRIMARY run on every random string, the rest on 20000. */
-#define NPRIMARY 4
+/* DeepSeek-V3's three Splits as its tokenizer.json has them (CR and LF raw
+ * in the third). */
+#define DS1 "\\p{N}{1,3}"
+#define DS2 "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-\xE3\x83\xBF]+"
+#define DS3_(CR, LF)                                                                        \
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^" CR LF "\\p{L}\\p{P}\\p{S}]?[" \
+    "\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[" CR LF "]*|\\s*[" CR LF "]+|\\s+(?!\\S)|\\s+"
+#define DS3 DS3_("\r", "\n")
+
+/* The first NPRIMARY run on every random string, the rest on 20000; the
+ * u16 ones (from U16_FIRST) also on strings with characters newer than
+ * this Oniguruma. */
+#define NPRIMARY 7
+#define P_DS1 4
+#define P_DS2 5
+#define P_DS3 6
+#define U16_FIRST 11
 static pat pats[] = {
-    {"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 1, NULL, NULL, 0, 0},
+    {"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 1, 0, NULL, NULL, 0, 0},
     {"llama3",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-     1, NULL, NULL, 0, 0},
+     1, 0, NULL, NULL, 0, 0},
     {"qwen3",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-     1, NULL, NULL, 0, 0},
-    {"whitespace", "\\w+|[^\\w\\s]+", 1, NULL, NULL, 0, 0},
+     1, 0, NULL, NULL, 0, 0},
+    {"whitespace", "\\w+|[^\\w\\s]+", 1, 0, NULL, NULL, 0, 0},
+    {"deepseek-1", DS1, 1, 0, NULL, NULL, 0, 0},
+    {"deepseek-2", DS2, 1, 0, NULL, NULL, 0, 0},
+    {"deepseek-3", DS3, 1, 0, NULL, NULL, 0, 0},
     {"llama3-raw-crlf",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
      "?[^\\s\\p{L}\\p{N}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
-     1, NULL, NULL, 0, 0},
+     1, 0, NULL, NULL, 0, 0},
     {"qwen3-raw-crlf",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
      "?[^\\s\\p{L}\\p{N}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
-     1, NULL, NULL, 0, 0},
-    /* DeepSeek-V3's three Splits: Oniguruma both ways, the first with the
-     * \p{..} rewrite to Unicode 16 (equal here: no newer characters) */
-    {"deepseek-1", "\\p{N}{1,3}", 0, NULL, NULL, 0, 0},
-    {"deepseek-2",
-     "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-\xE3\x83\xBF]+", 0, NULL, NULL, 0, 0},
-    {"deepseek-3",
-     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
-     "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
-     0, NULL, NULL, 0, 0},
+     1, 0, NULL, NULL, 0, 0},
+    /* the third with \r \n escapes, and with a mix of both spellings */
+    {"deepseek-3-esc", DS3_("\\r", "\\n"), 1, 0, NULL, NULL, 0, 0},
+    {"deepseek-3-mix", DS3_("\r", "\\n"), 1, 0, NULL, NULL, 0, 0},
+    /* native against Oniguruma with unicode.h's Unicode-16 sets */
+    {"deepseek-1-u16", DS1, 1, 1, NULL, NULL, 0, 0},
+    {"deepseek-2-u16", DS2, 1, 1, NULL, NULL, 0, 0},
+    {"deepseek-3-u16", DS3, 1, 1, NULL, NULL, 0, 0},
 };
 #define NPATS (sizeof pats / sizeof pats[0])
 
@@ -190,11 +211,15 @@ static pat pats[] = {
 static size_t m_native[2 * MAXM], m_onig[2 * MAXM];
 static int diff_reports;
 
-/* Compares native and Oniguruma on one string for the first npats
- * patterns; returns the number of patterns that disagreed. */
-static int diff_some(const char *what, const char *s, size_t n, size_t npats) {
+/* Compares native and Oniguruma on one string for patterns [p0, p1);
+ * returns the number of patterns that disagreed. */
+static int diff_range(const char *what, const char *text, size_t n, size_t p0, size_t p1) {
     int bad = 0;
-    for (size_t p = 0; p < npats; p++) {
+    /* an exact-size copy, so that a sanitizer sees any read past the end */
+    char *s = malloc(n ? n : 1);
+    if (!s) return 1;
+    memcpy(s, text, n);
+    for (size_t p = p0; p < p1; p++) {
         size_t a = all_matches(pats[p].native, s, n, m_native, MAXM);
         size_t b = all_matches(pats[p].onig, s, n, m_onig, MAXM);
         size_t k = a < b ? a : b;
@@ -220,7 +245,12 @@ static int diff_some(const char *what, const char *s, size_t n, size_t npats) {
             printf("\n");
         }
     }
+    free(s);
     return bad;
+}
+
+static int diff_some(const char *what, const char *s, size_t n, size_t npats) {
+    return diff_range(what, s, n, 0, npats);
 }
 
 static int diff_one(const char *what, const char *s, size_t n) {
@@ -233,7 +263,8 @@ static void counts_reset(void) {
 
 static void counts_print(const char *what) {
     for (size_t p = 0; p < NPATS; p++)
-        printf("  %s: %-16s %zu strings, %zu matches compared\n", what, pats[p].name,
+        if (pats[p].strings)
+            printf("  %s: %-16s %zu strings, %zu matches compared\n", what, pats[p].name,
                pats[p].strings, pats[p].matches);
 }
 
@@ -354,11 +385,23 @@ TEST(regex_compile) {
               pats[p].name, tok_regex_is_native(pats[p].native));
         CHECK(!tok_regex_is_native(pats[p].onig), "%s onig", pats[p].name);
     }
-    tok_regex *re = tok_regex_compile("\\p{N}{1,3}", err, sizeof err);
+    /* DeepSeek-V3's third Split in any spelling of CR and LF, but an
+     * escaped backslash before r is not \r. */
+    static const char *spellings[] = {DS3_("\r", "\n"), DS3_("\\r", "\\n"), DS3_("\\r", "\n"),
+                                      DS3_("\r", "\\n")};
+    for (size_t i = 0; i < 4; i++) {
+        tok_regex *r = tok_regex_compile(spellings[i], err, sizeof err);
+        CHECK(r && tok_regex_is_native(r), "spelling %zu: %s", i, err);
+        tok_regex_free(r);
+    }
+    tok_regex *re = tok_regex_compile(DS3_("\\\\r", "\\n"), err, sizeof err);
+    CHECK(re && !tok_regex_is_native(re), "[^\\\\r..] is native: %s", err);
+    tok_regex_free(re);
+    re = tok_regex_compile("\\p{N}{1,4}", err, sizeof err);
     CHECK(re && !tok_regex_is_native(re), "other patterns go to Oniguruma: %s", err);
     size_t ms, me;
-    CHECK(re && tok_regex_find(re, "ab12345", 7, 0, &ms, &me) && ms == 2 && me == 5, "find");
-    CHECK(re && tok_regex_find(re, "ab12345", 7, 5, &ms, &me) && ms == 5 && me == 7, "find");
+    CHECK(re && tok_regex_find(re, "ab12345", 7, 0, &ms, &me) && ms == 2 && me == 6, "find");
+    CHECK(re && tok_regex_find(re, "ab12345", 7, 6, &ms, &me) && ms == 6 && me == 7, "find");
     CHECK(re && !tok_regex_find(re, "ab12345", 7, 7, &ms, &me), "no match past the end");
     tok_regex_free(re);
     /* Many groups: the heap region path. */
@@ -424,7 +467,7 @@ TEST(regex_fallback_unicode16) {
      * escaped backslash is not. */
     size_t ms, me;
     const char *pink = "\xF0\x9F\xA9\xB7\xF0\x9F\xA9\xB7";
-    CHECK(tok_regex_find(pats[8].native, pink, 8, 0, &ms, &me) && ms == 0 && me == 8, "U+1FA77");
+    CHECK(tok_regex_find(pats[P_DS3].native, pink, 8, 0, &ms, &me) && ms == 0 && me == 8, "U+1FA77");
     static const struct { const char *pattern, *s; size_t ms, me; } cases[] = {
         {"\\P{L}+", "\xF0\x90\x97\x80 x", 4, 5},       /* Todhri (16.0) is a letter */
         {"\\p{^Letter}+", "\xF0\x90\x97\x80 x", 4, 5},
@@ -456,7 +499,7 @@ static void pre_regexes(const cJSON *o, const char **out, int *n) {
 
 TEST(regex_tokenizer_files) {
     static const struct { const char *tok; int native; } want[] = {
-        {"llama3", 1}, {"qwen3", 1}, {"deepseek_v3", 0}};
+        {"llama3", 1}, {"qwen3", 1}, {"deepseek_v3", 1}};
     char path[4096], err[512];
     for (size_t t = 0; t < sizeof want / sizeof want[0]; t++) {
         snprintf(path, sizeof path, "%s/tokenizers/%s/tokenizer.json", shared_dir(), want[t].tok);
@@ -543,6 +586,94 @@ TEST(regex_hand_cases) {
     CHECK(k == 3 && m[1] == 1 && m[2] == 1 && m[3] == 3 && m[4] == 3 && m[5] == 5, "gpt2 'a   b'");
     k = all_matches(pats[1].native, "x \r\n\r\n  y", 9, m, 16);
     CHECK(k == 4 && m[2] == 1 && m[3] == 6 && m[4] == 6 && m[5] == 7, "llama3 \\s*[\\r\\n]+");
+}
+
+/* DeepSeek-V3's third Split at its edges: each alternative, the optional
+ * characters taken or not, characters that start no match. */
+TEST(regex_deepseek_hand_cases) {
+    static const char *cases[] = {
+        "'s 'S 'sé \"Hello\" x.y _a `b ~z !!a", "3abc", "3 abc", " 'hello", "\t a", "\t\ta",
+        "\xE3\x80\x80" "a", "e\xCC\x81", "\xCC\x81\xCC\x81x", "\xCC\x81!", " \xCC\x81", "!\xCC\x81",
+        "!!\r\n\n  x", " !!\r\r", "  !!", "\t!", "a\xE2\x80\x8D" "b", "\xE2\x80\x8D", "\x01\x02a",
+        "\xEF\xBC\x91\xEF\xBC\x92\xEF\xBC\x93\xEF\xBC\x94", "1234567", "\xC2\xB2\xC2\xBD" "5",
+        "\xE4\xB8\xAD\xE6\x96\x87\xE3\x81\x8B\xE3\x82\xA2" "abc", "\xE4\xB8\x80\xE9\xBE\xA5\xE9\xBE\xA6",
+        "\xE3\x81\x80\xE3\x83\xBF\xE3\x84\x80\xE3\x80\xBF", "\xE2\x82\xAC" "a", "\xC2\xAB" "a",
+        " \xE2\x82\xAC\xE2\x82\xAC\n", "\r\n \r\n  y", " \n", "\n", "\r", " ", "", "a\r\n",
+        "x\xC2\x85" "y", "\xEE\x80\x80" "a", "\xCD\xB8" "a", "\xCD\xB8", "\x7F" "a", "1\xCC\x81",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        bad += diff_one(cases[i], cases[i], strlen(cases[i]));
+    CHECK(bad == 0, "%d differences", bad);
+    /* Known splits, written out. */
+    size_t m[32];
+    size_t k = all_matches(pats[P_DS3].native, "'sx\xC3\xA9 3ab \x01", 11, m, 16);
+    CHECK(k == 5 && m[0] == 0 && m[1] == 3 && m[2] == 3 && m[3] == 5 && m[4] == 5 && m[5] == 6 &&
+              m[6] == 6 && m[7] == 9 && m[8] == 9 && m[9] == 10,
+          "deepseek-3: 'sx | \xC3\xA9 | ' ' | 3ab | ' ', U+0001 unmatched (%zu)", k);
+    k = all_matches(pats[P_DS1].native, "a12345\xD9\xA3", 8, m, 16);
+    CHECK(k == 2 && m[0] == 1 && m[1] == 4 && m[2] == 4 && m[3] == 8, "deepseek-1");
+    k = all_matches(pats[P_DS2].native, "x\xE4\xB8\xAD\xE3\x82\xA2y", 8, m, 16);
+    CHECK(k == 1 && m[0] == 1 && m[1] == 7, "deepseek-2");
+}
+
+/* Every string of up to 4 characters over representatives of what the
+ * DeepSeek patterns tell apart: ASCII letters (A1's [A-Za-z]), other
+ * letters, marks, ASCII and other numbers, ASCII P and S (A1's bracket),
+ * other P and S, the space, other spaces, \r, \n, a control, a format
+ * character, unassigned, private use, Han and kana in and just outside
+ * DS2's ranges (U+3040 is unassigned but in the range). */
+TEST(regex_deepseek_exhaustive) {
+    static const int32_t alpha[] = {'a', 'Z', 0xE9, 0x301, '1', 0x663, '!', '$', 0xAB, 0x20AC,
+                                    ' ', '\t', '\r', '\n', 0x3000, 0x01, 0x200D, 0x378, 0xE000,
+                                    0x4E2D, 0x30A2, 0x3040, 0x9FA6, 0x3100};
+    const size_t na = sizeof alpha / sizeof alpha[0], maxlen = 4;
+    counts_reset();
+    int bad = 0;
+    size_t idx[8] = {0};
+    for (size_t len = 0; len <= maxlen && bad < 20; len++) {
+        memset(idx, 0, sizeof idx);
+        for (;;) {
+            char s[32];
+            size_t n = 0;
+            for (size_t k = 0; k < len; k++) n += (size_t)uni_encode(alpha[idx[k]], s + n);
+            bad += diff_range("exhaustive", s, n, P_DS1, P_DS3 + 1);
+            size_t k = 0;
+            while (k < len && ++idx[k] == na) idx[k++] = 0;
+            if (k == len) break;
+        }
+    }
+    CHECK(bad == 0, "%d differences", bad);
+    counts_print("exhaustive");
+}
+
+/* Every code point c (but surrogates and those newer than this Oniguruma)
+ * in contexts that reach each alternative: before a letter, a mark, \n
+ * and itself; after an ASCII punctuation, a space, a tab and a mark. 64
+ * code points a string. */
+TEST(regex_deepseek_code_points) {
+    counts_reset();
+    static char s[64 * 96];
+    int bad = 0;
+    int32_t cp = 0;
+    while (cp <= 0x10FFFF && bad < 20) {
+        size_t n = 0;
+        for (int k = 0; k < 64 && cp <= 0x10FFFF; cp++) {
+            if ((cp >= 0xD800 && cp <= 0xDFFF) || newer_than_onig(cp)) continue;
+            char c[4];
+            int l = uni_encode(cp, c);
+#define PUT(str) (memcpy(s + n, str, sizeof str - 1), n += sizeof str - 1)
+#define PUTC() (memcpy(s + n, c, (size_t)l), n += (size_t)l)
+            PUTC(); PUT("a!"); PUTC(); PUT(" "); PUTC(); PUT("\t"); PUTC(); PUT("\xCC\x81");
+            PUTC(); PUTC(); PUT("\n");
+#undef PUT
+#undef PUTC
+            k++;
+        }
+        bad += diff_range("code points", s, n, P_DS1, P_DS3 + 1);
+    }
+    CHECK(bad == 0, "%d differences", bad);
+    counts_print("code points");
 }
 
 TEST(regex_reference_texts) {
@@ -668,12 +799,39 @@ TEST(regex_random) {
     for (long t = 0; t < N && bad < 20; t++) {
         size_t n = 0, len = (size_t)(rng() % 40);
         for (size_t k = 0; k < len; k++) n += (size_t)uni_encode(pick(), s + n);
-        /* the raw-CR/LF spellings run the same matchers, and DeepSeek's are
-         * Oniguruma both ways: 20000 strings do for them */
+        /* the other spellings run the same matchers as the primaries:
+         * 20000 strings do for them */
         bad += diff_some("random", s, n, t < 20000 ? NPATS : NPRIMARY);
     }
     CHECK(bad == 0, "%d differences", bad);
     counts_print("random");
+}
+
+/* Random strings with characters this Oniguruma lacks (Unicode 15-16
+ * letters, numbers, marks, symbols): native against the Unicode-16
+ * rewrite. */
+static const int32_t pool_newer[] = {0x11F04, 0x2EBF0, 0x105C0, 0x16130, 0x1CC00, 0x0897,
+                                     0x1FA77, 0x1E4D0, 0x11F41, 0x1D2C0, 0x31350, 0x1CEB0};
+
+TEST(regex_deepseek_unicode16) {
+    size_t nn = sizeof pool_newer / 4;
+    for (size_t i = 0; i < nn; i++)
+        CHECK(uni_class(pool_newer[i]) != 0, "pool U+%04X is unassigned in unicode.h",
+              (unsigned)pool_newer[i]);
+    counts_reset();
+    int bad = 0, with_newer = 0;
+    char s[256];
+    for (long t = 0; t < 50000 && bad < 20; t++) {
+        size_t n = 0, len = (size_t)(rng() % 40);
+        for (size_t k = 0; k < len; k++)
+            n += (size_t)uni_encode(rng() % 5 ? pick() : pool_newer[rng() % nn], s + n);
+        with_newer += text_has_newer(s, n);
+        bad += diff_range("unicode16", s, n, U16_FIRST, NPATS);
+    }
+    CHECK(bad == 0, "%d differences", bad);
+    CHECK(with_newer > 10000, "only %d strings with newer characters", with_newer);
+    printf("  %d of the strings have characters newer than this Oniguruma\n", with_newer);
+    counts_print("unicode16");
 }
 
 /* ---------------------------------------------------------- threads */
@@ -714,7 +872,12 @@ int main(void) {
     char err[512];
     for (size_t p = 0; p < NPATS; p++) {
         pats[p].native = tok_regex_compile(pats[p].pattern, err, sizeof err);
-        pats[p].onig = tok_regex_compile_onig(pats[p].pattern, err, sizeof err);
+        if (pats[p].u16) {
+            char wrapped[512];
+            snprintf(wrapped, sizeof wrapped, "(?:%s)", pats[p].pattern);
+            pats[p].onig = tok_regex_compile(wrapped, err, sizeof err);
+        } else
+            pats[p].onig = tok_regex_compile_onig(pats[p].pattern, err, sizeof err);
         if (!pats[p].native || !pats[p].onig) {
             printf("not ok - compile %s: %s\n", pats[p].name, err);
             return 1;
@@ -728,10 +891,14 @@ int main(void) {
         RUN(regex_tokenizer_files);
     RUN(regex_casefold);
     RUN(regex_hand_cases);
+    RUN(regex_deepseek_hand_cases);
+    RUN(regex_deepseek_exhaustive);
+    RUN(regex_deepseek_code_points);
     RUN(regex_nul);
     if (have_shared("regex_reference_texts", "reference/texts.jsonl")) RUN(regex_reference_texts);
     if (have_shared("regex_llamacpp_inputs", "reference/llamacpp")) RUN(regex_llamacpp_inputs);
     RUN(regex_random);
+    RUN(regex_deepseek_unicode16);
     RUN(regex_threads);
     for (size_t p = 0; p < NPATS; p++) {
         tok_regex_free(pats[p].native);

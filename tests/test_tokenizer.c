@@ -17,6 +17,7 @@
  * Missing shared assets: skipped loudly, failed under CI=true.
  */
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +382,67 @@ TEST(api_facts) {
     }
 }
 
+/* Encode is thread-safe after load: four threads, each with its own
+ * session, encode the same corpus slices at once and must agree with one
+ * thread doing it alone. */
+typedef struct {
+    const tok_tokenizer *t;
+    const char *text;
+    size_t len;
+    uint64_t sum; /* a digest of all ids and offsets */
+    int err;
+} thr_job;
+
+static void *thr_encode(void *arg) {
+    thr_job *j = arg;
+    tok_session *s = tok_session_new(j->t);
+    if (!s) { j->err = 1; return NULL; }
+    uint64_t h = 1469598103934665603ull;
+    for (int rep = 0; rep < 3; rep++)
+        for (size_t off = 0; off < j->len;) {
+            size_t n = j->len - off < 3000 ? j->len - off : 3000;
+            while (off + n < j->len && ((unsigned char)j->text[off + n] & 0xc0) == 0x80) n++;
+            tok_encoding e;
+            if (tok_encode(s, j->text + off, n, 0, &e)) { j->err = 1; break; }
+            for (size_t i = 0; i < e.n; i++)
+                h = (h ^ ((uint64_t)e.ids[i] << 32 ^ e.start[i] << 16 ^ e.end[i])) * 1099511628211ull;
+            off += n;
+        }
+    j->sum = h;
+    tok_session_free(s);
+    return NULL;
+}
+
+TEST(threads_agree) {
+    const char *names[] = {"gpt2", "llama2", "gemma3"};
+    char cp[1024];
+    snprintf(cp, sizeof cp, "%s/corpus/moby-dick.txt", shared());
+    size_t len;
+    char *text = sra_read_file(cp, &len);
+    if (!text) { missing("threads_agree", cp); return; }
+    if (len > 400000) len = 400000;
+    while (len && ((unsigned char)text[len] & 0xc0) == 0x80) len--;
+    for (int k = 0; k < 3; k++) {
+        char tp[1024];
+        snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", shared(), names[k]);
+        tok_tokenizer *t = load(tp);
+        if (!t) continue;
+        thr_job one = {t, text, len, 0, 0}, many[4];
+        thr_encode(&one);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            many[i] = one;
+            many[i].sum = 0;
+            pthread_create(&th[i], NULL, thr_encode, &many[i]);
+        }
+        for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < 4; i++)
+            CHECK(!many[i].err && !one.err && many[i].sum == one.sum, "%s: thread %d disagrees", names[k], i);
+        tok_free(t);
+    }
+    free(text);
+}
+
 /* ============================================================ 4. errors */
 
 static void load_err(const char *json, const char *want) {
@@ -441,6 +503,7 @@ int main(void) {
     RUN(hf_variants);
     RUN(llamacpp_vectors);
     RUN(api_facts);
+    RUN(threads_agree);
     RUN(errors);
     return check_summary();
 }

@@ -9,9 +9,11 @@
  * concatenated (13 MB); "multilingual" is every text of
  * DIR/reference/texts.jsonl (scripts, emoji, code, spaces) joined with
  * newlines and repeated to about 2 MB. For each of GPT-2's, Llama-3's,
- * Qwen3's and the Whitespace pre-tokenizer's patterns, both engines walk
- * the whole text match by match as the tokenizer does (find from the last
- * match end); the best of R passes is kept. MB/s is 1e6 bytes per second.
+ * Qwen3's and the Whitespace pre-tokenizer's patterns and DeepSeek-V3's
+ * three (ds-digits, ds-cjk, ds-words; each here over the whole text, where
+ * the tokenizer runs each on the pieces of the one before), both engines
+ * walk the whole text match by match as the tokenizer does (find from the
+ * last match end); the best of R passes is kept. MB/s is 1e6 bytes per second.
  * Both walks must give the same matches (a checksum), else the row says
  * DIFF and the exit status is 1. Prints a table, then "BENCH_JSON {...}".
  */
@@ -138,6 +140,10 @@ int main(int argc, char **argv) {
         {"qwen3", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
         {"whitespace", "\\w+|[^\\w\\s]+"},
+        {"ds-digits", "\\p{N}{1,3}"},
+        {"ds-cjk", "[\xE4\xB8\x80-\xE9\xBE\xA5\xE3\x81\x80-\xE3\x82\x9F\xE3\x82\xA0-\xE3\x83\xBF]+"},
+        {"ds-words", "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
+                     "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
     };
     const struct { const char *name; const char *s; size_t n; } texts[] = {
         {"english", en, en_n}, {"multilingual", ml, ml_n}};
