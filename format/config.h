@@ -7,17 +7,26 @@
  * HF's defaults where the key is absent or null:
  *   hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
  *   vocab_size (required); num_key_value_heads (= heads), head_dim
- *   (= hidden / heads), rms_norm_eps (1e-6), rope_theta (10000),
- *   max_position_embeddings (2048), tie_word_embeddings (false for llama,
- *   mistral, qwen2 and qwen3 alike: HF's PretrainedConfig default),
- *   attention_bias (false; qwen2 always has q/k/v bias), mlp_bias (false),
+ *   (= hidden / heads; qwen3: 128, Qwen3Config's default), rms_norm_eps
+ *   (1e-6), rope_theta (10000), max_position_embeddings (llama 2048,
+ *   mistral 131072, qwen2/qwen3 32768: each config class's default),
+ *   tie_word_embeddings (false for llama, mistral, qwen2 and qwen3 alike:
+ *   HF's PretrainedConfig default), attention_bias (false; read for llama
+ *   and qwen3, where it puts a bias on q, k, v and o; qwen2 always has
+ *   q/k/v bias and no o bias, mistral none, whatever the key says),
+ *   mlp_bias (false),
  *   hidden_act ("silu" only), rope_scaling (null, or {"rope_type" or "type":
  *   "linear" with factor, or "llama3" with factor, low_freq_factor,
- *   high_freq_factor, original_max_position_embeddings}),
- *   sliding_window / use_sliding_window (refused when it would apply to the
- *   lengths we run: a window smaller than max_position_embeddings with
- *   use_sliding_window true), bos_token_id, eos_token_id (int or first of a
- *   list; -1 when absent).
+ *   high_freq_factor, original_max_position_embeddings; "default" = null;
+ *   transformers 5's "rope_parameters", with rope_theta inside, is read the
+ *   same way), sliding_window / use_sliding_window (refused when it would
+ *   apply to the lengths we run: a window smaller than
+ *   max_position_embeddings with use_sliding_window true - for qwen2/qwen3
+ *   only when some layer slides, i.e. max_window_layers < layers or
+ *   layer_types holds "sliding_attention"; mistral has no switch and
+ *   always applies sliding_window, default 4096, unless it is null; llama
+ *   has none), bos_token_id, eos_token_id (int or first of a list; -1 when
+ *   absent).
  * Anything else that changes the math (another model_type, hidden_act,
  * rope type, heads not dividing, mlp_bias true) is an error naming the key.
  *

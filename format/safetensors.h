@@ -12,10 +12,13 @@
  * whole header before returning: JSON well-formed and under 100 MB, every
  * entry with a known dtype, 0..4 dims >= 0, data_offsets inside the data
  * block, end - begin == product(shape) * dtype size, no two tensors
- * overlapping, no name twice (also across shards), every weight_map entry
- * present in its shard. Anything else is an error naming the file and the
- * tensor or key. Only F32, F16 and BF16 tensors can be fetched; other dtypes
- * (I64, U8, ...) are listed with st_dtype ST_OTHER and refused by st_get.
+ * overlapping (gaps between tensors are allowed), no name twice (also
+ * across shards), every weight_map entry present in its shard, every shard
+ * the index names present. Anything else is an error naming the file and
+ * the tensor or key. Only F32, F16 and BF16 tensors can be fetched; other
+ * dtypes (I64, U8, F8_E4M3, ...) are listed with st_dtype ST_OTHER and
+ * refused by st_get. __metadata__ values must be strings (as the reference
+ * reader requires).
  *
  * Tied weights: torch drops the second name of shared tensors and records
  * it in "__metadata__" as {"dropped name": "kept name"} (TinyStories-656K
@@ -57,19 +60,21 @@ int st_open(st_file **out, const char *path);
 const char *st_errmsg(const st_file *f);
 void st_close(st_file *f);
 
+/* All tensors of all shards, i in 0..st_count-1, sorted by name (strcmp). */
 int st_count(const st_file *f);
 const st_tensor *st_at(const st_file *f, int i);
 /* By name, following "__metadata__" aliases; NULL if absent. */
 const st_tensor *st_find(const st_file *f, const char *name);
 /* The tensor `name` with exactly the given shape (ndim dims) and a float
  * dtype; NULL with st_errmsg set ("model.layers.3.mlp.up_proj.weight:
- * shape [384, 128], expected [512, 128]", "...: missing", "...: dtype I64")
- * otherwise. The message is kept until the next st_get on this handle, so
+ * shape [384, 128], expected [512, 128]", "...: missing", "...: dtype I64",
+ * each after "<file>: ") otherwise. The message is kept until the next st_get on this handle, so
  * st_get is the one call that is not thread-safe. */
 const st_tensor *st_get(st_file *f, const char *name, int ndim, const int64_t *shape);
 
 /* Converts n elements of a float tensor's data (from element offset off)
- * to float32. */
+ * to float32. Elements past the tensor's end, and every element of an
+ * ST_OTHER tensor, are written as NaN (never read out of bounds). */
 void st_to_f32(const st_tensor *t, size_t off, size_t n, float *out);
 
 #endif /* SRA_SAFETENSORS_H */

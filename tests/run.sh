@@ -33,6 +33,30 @@ fi
 [ -s "$SRA_BUILD/bpe_ref.jsonl" ] && export SRA_BPE_REF=$SRA_BUILD/bpe_ref.jsonl
 [ -s "$SRA_BUILD/tok_ref/index.txt" ] && export SRA_TOK_REF=$SRA_BUILD/tok_ref
 
+# Random checkpoints of every model family with their numpy reference
+# outputs (tests/model_ref.py, float64), for test_teacher. Regenerated when
+# missing or older than the script.
+MR=$SRA_BUILD/model_ref
+if [ ! -f "$MR/done" ] || [ tests/model_ref.py -nt "$MR/done" ]; then
+    rm -rf "$MR" && mkdir -p "$MR"
+    ok=1
+    ids='[[1, 17, 250, 3, 99, 42, 7, 7, 180, 5, 64, 2, 11], [1, 200, 30, 4], [1, 9, 299, 0, 150, 33, 71, 88, 120, 6]]'
+    for fam in llama_gqa_llama3rope qwen2_bias qwen3_qknorm mistral; do
+        for dt in F32 BF16 F16; do
+            d=$MR/${fam}_$dt
+            if [ $dt = F32 ]; then
+                "$SRA_PY" tests/model_ref.py make-random "$d" --family $fam --seed 7 >>"$MR/log" 2>&1 || ok=0
+            else
+                "$SRA_PY" tests/model_ref.py convert "$MR/${fam}_F32" "$d" --dtype $dt >>"$MR/log" 2>&1 || ok=0
+            fi
+            echo "$ids" > "$d/ids.json"
+            "$SRA_PY" tests/model_ref.py forward "$d" --ids "$ids" --out "$d/ref" --mass-layer 2 --gen 6 >>"$MR/log" 2>&1 || ok=0
+        done
+    done
+    [ $ok = 1 ] && touch "$MR/done"
+fi
+[ -f "$MR/done" ] && export SRA_MODEL_REF=$MR
+
 pass=0; fail=0; skip=0; failed_names=()
 run_one() { # name, command...
     local name=$1; shift
