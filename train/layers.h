@@ -42,13 +42,18 @@ void rope_forward(float *x, const float *cos, const float *sin, int N, int NH, i
  *   k, v (B,Tk,NKV,HS); valid (B,Tk) 1 = a real token, 0 = padding (NULL:
  *   all real); out (B,Tq,NH,HS) = softmax(q k^T / sqrt(HS) + causal and
  *   padding masks) v. A query at a padding position gets zeros.
- *   mass (B,Tk) or NULL, only when Tq == Tk: the attention each key
- *   RECEIVES, averaged over heads and over the valid queries that can see
- *   it (method.md §3): m_i = 1/NH sum_h 1/|Q_i| sum_{q in Q_i} A_h[q,i],
- *   Q_i = { valid q >= i }; 0 at padding keys. Computed per (b, h) block
+ *   Tq <= Tk; NH a multiple of NKV (else nothing is written). A valid query always sees its own key,
+ *   so its softmax is never empty.
+ *   mass (B,Tk) or NULL, only when Tq == Tk (not written otherwise): the
+ *   attention each key RECEIVES, averaged over heads and over the valid
+ *   queries that can see it (method.md §3):
+ *   m_i = 1/NH sum_h 1/|Q_i| sum_{q in Q_i} A_h[q,i], Q_i = { valid q >= i };
+ *   0 at padding keys. Computed per (b, h) block
  *   from the probabilities as they are made: never B*NH*T*T floats at once.
  *   scratch: attention_scratch_floats(Tq, Tk) floats per call (one call =
- *   one thread; the caller owns it).
+ *   one thread; the caller owns it; any float alignment; O(min(Tq,64)*Tk)).
+ *   Scores are made per (b, h) in blocks of 64 query rows, each against
+ *   only the keys it can see, by cblas_sgemm (plain loops below 4 rows).
  */
 size_t attention_scratch_floats(int Tq, int Tk);
 void attention_forward(float *out, float *mass, const float *q, const float *k, const float *v,
@@ -67,7 +72,10 @@ void residual_forward(float *out, const float *x, size_t n);
 /* Next-token distribution of a block of rows, never more than the block:
  * logits (N,V) -> log-softmax in double -> the k most probable ids (ties:
  * the lower id first) with their log-probs, and tail (N) = 1 - sum of the
- * top-k probabilities (clamped at 0). ids, logprobs (N,k). */
+ * top-k probabilities (clamped at 0). ids, logprobs (N,k), sorted by
+ * decreasing probability; if k > V the last k - V slots get id -1 and
+ * log-prob -inf. Selection by a k-heap: one pass over each row, no sort
+ * of V, no allocation. */
 void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, float *logprobs, float *tail);
 
 #endif /* SRA_LAYERS_H */
