@@ -53,6 +53,10 @@ if [ ! -f "$MR/done" ] || [ tests/model_ref.py -nt "$MR/done" ]; then
             "$SRA_PY" tests/model_ref.py forward "$d" --ids "$ids" --out "$d/ref" --mass-layer 2 --gen 6 >>"$MR/log" 2>&1 || ok=0
         done
     done
+    for dt in F16 BF16; do
+        "$SRA_PY" tests/model_ref.py convert "$SRA_SHARED/models/tinystories-656k" "$MR/tinystories_$dt" \
+            --dtype $dt >>"$MR/log" 2>&1 || ok=0
+    done
     [ $ok = 1 ] && touch "$MR/done"
 fi
 [ -f "$MR/done" ] && export SRA_MODEL_REF=$MR

@@ -1,0 +1,169 @@
+/*
+ * bench-forward - teacher forward throughput (issue 5): a ~100M-parameter
+ * random Llama (C 768, 12 layers, 12 heads, MLP 2048, vocab 32000, tied
+ * head) written as F32 safetensors to a temp folder, run at B x T = 1 x 512
+ * with top-64 capture, beside OpenBLAS sgemm GFLOP/s on the forward's own
+ * largest matmul shape measured in the same run.
+ *
+ *   build/bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]
+ */
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "teacher.h"
+#include "util.h"
+
+enum { MC = 768, ML = 12, MNH = 12, MI = 2048, MV = 32000 }; /* the model (not C/I: complex.h) */
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return ((float)(rng >> 40) / 16777216.0f - 0.5f) * 0.04f;
+}
+
+typedef struct { char name[96]; int64_t d0, d1; int ones; } spec;
+
+/* Writes DIR/config.json and DIR/model.safetensors (F32 or BF16). */
+static int write_model(const char *dir, int bf16) {
+    spec sp[4 + ML * 9];
+    int n = 0;
+    sp[n++] = (spec){"model.embed_tokens.weight", MV, MC, 0};
+    sp[n++] = (spec){"model.norm.weight", MC, 0, 1};
+    for (int l = 0; l < ML; l++) {
+        const char *nm[9] = {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                             "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+                             "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+        int64_t d0[9] = {MC, MC, MC, MC, MC, MC, MI, MI, MC}, d1[9] = {0, MC, MC, MC, MC, 0, MC, MC, MI};
+        for (int k = 0; k < 9; k++) {
+            snprintf(sp[n].name, sizeof sp[n].name, "model.layers.%d.%s", l, nm[k]);
+            sp[n].d0 = d0[k]; sp[n].d1 = d1[k]; sp[n].ones = d1[k] == 0;
+            n++;
+        }
+    }
+    size_t esz = bf16 ? 2 : 4;
+    char *hdr = malloc(1 << 20);
+    size_t hl = 0, off = 0;
+    hl += (size_t)sprintf(hdr + hl, "{");
+    for (int i = 0; i < n; i++) {
+        int64_t numel = sp[i].d0 * (sp[i].d1 ? sp[i].d1 : 1);
+        if (sp[i].d1)
+            hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                                  i ? "," : "", sp[i].name, bf16 ? "BF16" : "F32", (long long)sp[i].d0,
+                                  (long long)sp[i].d1, off, off + (size_t)numel * esz);
+        else
+            hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
+                                  i ? "," : "", sp[i].name, bf16 ? "BF16" : "F32", (long long)sp[i].d0, off,
+                                  off + (size_t)numel * esz);
+        off += (size_t)numel * esz;
+    }
+    hl += (size_t)sprintf(hdr + hl, "}");
+    while (hl % 8) hdr[hl++] = ' ';
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    FILE *f = fopen(p, "wb");
+    if (!f) { free(hdr); return -1; }
+    uint64_t h64 = hl;
+    fwrite(&h64, 8, 1, f);
+    fwrite(hdr, 1, hl, f);
+    float *buf = malloc((size_t)MV * MC * 4);
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)sp[i].d0 * (size_t)(sp[i].d1 ? sp[i].d1 : 1);
+        for (size_t j = 0; j < numel; j++) buf[j] = sp[i].ones ? 1.0f : frand();
+        if (bf16) {
+            uint16_t *b = (uint16_t *)buf;
+            for (size_t j = 0; j < numel; j++) b[j] = sra_f32_to_bf16(buf[j]);
+        }
+        fwrite(buf, esz, numel, f);
+    }
+    free(buf);
+    free(hdr);
+    if (fclose(f)) return -1;
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    f = fopen(p, "w");
+    if (!f) return -1;
+    fprintf(f, "{\"model_type\": \"llama\", \"hidden_size\": %d, \"num_hidden_layers\": %d, "
+               "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"intermediate_size\": %d, "
+               "\"vocab_size\": %d, \"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"hidden_act\": \"silu\"}\n",
+            MC, ML, MNH, MNH, MI, MV);
+    return fclose(f);
+}
+
+static double sgemm_gflops(int M, int N, int K, int reps) {
+    float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4), *c = malloc((size_t)M * N * 4);
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = frand();
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = frand();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = sra_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
+        double dt = sra_now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a); free(b); free(c);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+int main(int argc, char **argv) {
+    int reps = 3, B = 1, T = 512, bf16 = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--B") && i + 1 < argc) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) bf16 = !strcmp(argv[++i], "BF16");
+        else { fprintf(stderr, "usage: bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]\n"); return 2; }
+    }
+    if (reps < 1 || B < 1 || T < 1 || T > 2048) { fprintf(stderr, "bench-forward: bad arguments\n"); return 2; }
+    char dir[] = "/tmp/sra-bench-forward-XXXXXX";
+    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    double t0 = sra_now();
+    if (write_model(dir, bf16)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", dir); return 1; }
+    double tw = sra_now() - t0;
+    teacher *t = NULL;
+    int rc = 1;
+    if (teacher_load(&t, dir)) { fprintf(stderr, "bench-forward: %s\n", teacher_errmsg(t)); goto done; }
+    const cfg_model *c = teacher_config(t);
+    size_t N = (size_t)B * T;
+    int32_t *ids = malloc(N * 4), *tk = malloc(N * 64 * 4);
+    float *lp = malloc(N * 64 * 4), *tail = malloc(N * 4), *mass = malloc(N * 4), *fin = malloc(N * MC * 4);
+    for (size_t i = 0; i < N; i++) ids[i] = (int32_t)(i * 7919 % MV);
+    teacher_capture cap = {.final_hidden = fin, .mass_layer = ML, .mass = mass, .topk = 64, .topk_ids = tk,
+                           .topk_logprobs = lp, .tail = tail};
+    teacher_forward(t, ids, NULL, B, T, &cap); /* warm-up */
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double s = sra_now();
+        if (teacher_forward(t, ids, NULL, B, T, &cap)) { fprintf(stderr, "bench-forward: %s\n", teacher_errmsg(t)); goto done; }
+        double dt = sra_now() - s;
+        if (dt < best) best = dt;
+    }
+    double flops = teacher_forward_flops(c, B, T);
+    double gf = flops / best / 1e9;
+    /* the peer: sgemm on the forward's MLP shape, and a square one */
+    double peak_mlp = sgemm_gflops((int)N, MI, MC, reps + 2), peak_sq = sgemm_gflops(1024, 1024, 1024, reps + 2);
+    double peak = peak_mlp > peak_sq ? peak_mlp : peak_sq;
+    printf("bench-forward: random llama C=%d L=%d NH=%d I=%d V=%d (%.1fM params, %s, written in %.1f s), B=%d T=%d\n",
+           MC, ML, MNH, MI, MV, (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI)) / 1e6, bf16 ? "BF16" : "F32", tw, B, T);
+    printf("forward: %.3f s best of %d, %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP)\n", best, reps, N / best, gf,
+           flops / 1e9);
+    printf("sgemm peer: %.1f GFLOP/s at (%zu x %d x %d), %.1f GFLOP/s at 1024^3\n", peak_mlp, N, MI, MC, peak_sq);
+    printf("forward / sgemm peak: %.0f%% (target >= 70%%)\n", 100.0 * gf / peak);
+    printf("BENCH_JSON {\"bench\":\"forward\",\"dtype\":\"%s\",\"B\":%d,\"T\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,"
+           "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"ratio\":%.3f}\n",
+           bf16 ? "BF16" : "F32", B, T, best, N / best, gf, peak, gf / peak);
+    rc = 0;
+    free(ids); free(tk); free(lp); free(tail); free(mass); free(fin);
+done:
+    teacher_free(t);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir); unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", dir); unlink(p);
+    rmdir(dir);
+    return rc;
+}
