@@ -493,7 +493,10 @@ tok_session *tok_session_new(const tok_tokenizer *t) {
     if (!s) return NULL;
     s->t = t;
     s->bpe = bpe_session_new(t->bpe);
-    if (!s->bpe) { free(s); return NULL; }
+    /* output arrays exist from the start, so an empty encoding still hands
+     * out valid pointers (memcpy of 0 bytes from NULL is undefined) */
+    if (!s->bpe || out_push(s, 0, 0, 0)) { tok_session_free(s); return NULL; }
+    s->nout = 0;
     return s;
 }
 

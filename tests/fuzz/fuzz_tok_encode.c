@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (e.ids[i] < 0 || e.ids[i] >= tok_vocab_size(g_tok[k])) abort();
     }
     int32_t *ids = malloc(e.n * sizeof *ids + 1);
-    memcpy(ids, e.ids, e.n * sizeof *ids);
+    if (e.n) memcpy(ids, e.ids, e.n * sizeof *ids);
     const char *out;
     size_t len;
     if (tok_decode(g_ses[k], ids, e.n, 0, &out, &len)) abort();
