@@ -37,7 +37,7 @@ fi
 # outputs (tests/model_ref.py, float64), for test_teacher. Regenerated when
 # missing or older than the script.
 MR=$SRA_BUILD/model_ref
-if [ ! -f "$MR/done" ] || [ tests/model_ref.py -nt "$MR/done" ]; then
+if [ ! -f "$MR/done" ] || [ tests/model_ref.py -nt "$MR/done" ] || [ tests/run.sh -nt "$MR/done" ]; then
     rm -rf "$MR" && mkdir -p "$MR"
     ok=1
     ids='[[1, 17, 250, 3, 99, 42, 7, 7, 180, 5, 64, 2, 11], [1, 200, 30, 4], [1, 9, 299, 0, 150, 33, 71, 88, 120, 6]]'
