@@ -11,6 +11,15 @@ echo "== bench-cache (cache write/read throughput, compression)"
 "$BUILD/bench-cache"
 
 echo
+echo "== teacher forward: ~100M-parameter random Llama, T=512 (extract/teacher.h) vs OpenBLAS sgemm in the same run"
+"$BUILD/bench-forward" --T 512 --reps 3
+"$BUILD/bench-forward" --T 512 --reps 3 --dtype BF16 | grep -E "^forward|forward /|BENCH_JSON"
+
+echo
+echo "== layers: matmul and attention vs sgemm peak (train/layers.h)"
+"$BUILD/bench-layers"
+
+echo
 echo "== tokenizers: sra-tokenize vs Hugging Face tokenizers 0.22 (same corpus, documents, machine)"
 if [ ! -d "$SHARED/corpus" ] || [ ! -x "$BUILD/sra-tokenize" ]; then
     echo "skipped: needs $SHARED/corpus and $BUILD/sra-tokenize"; exit 0

@@ -8,6 +8,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,8 @@ void rope_forward(float *x, const float *cos_, const float *sin_, int N, int NH,
 // Below this many query rows in a block, loops beat the BLAS call overhead
 // (generation: one new token against the KV cache).
 #define ATT_SMALL 4
+/* most threads attention_forward shares its (b, h) items among */
+#define ATT_MAX_THREADS 64
 
 size_t attention_scratch_floats(int Tq, int Tk) {
     if (Tq < 1) Tq = 1;
@@ -172,81 +175,171 @@ static void mass_finish(float *mass, const double *macc, const uint8_t *valid, i
     }
 }
 
+/* The work of attention_forward, split into (b, h) items so that threads
+ * can share it. */
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    const uint8_t *valid;
+    int B, Tq, Tk, NH, NKV, HS, want_mass;
+} att_job;
+
+/* Items [i0, i1) of b * NH + h. S is one block's scratch (attention_scratch
+ * layout without the mass part); macc (B,Tk) doubles collects, when the
+ * mass is wanted, the sum over heads and queries of A[q,i]. */
+static void attention_items(const att_job *J, int i0, int i1, float *S, double *macc) {
+    const int Tq = J->Tq, Tk = J->Tk, NH = J->NH, HS = J->HS;
+    const int off = Tk - Tq, rep = NH / J->NKV;
+    const int qs = NH * HS, ks = J->NKV * HS; // row strides of q/out and k/v
+    const int qb = Tq < ATT_QB ? Tq : ATT_QB;
+    const float scale = (float)(1.0 / sqrt((double)HS));
+    float *ones = S + (size_t)qb * Tk;     // (qb)
+    float *colsum = ones + qb;             // (Tk) one block's sum over queries of A[q,i]
+    for (int r = 0; r < qb; r++) ones[r] = 1.0f;
+    for (int it = i0; it < i1; it++) {
+        const int b = it / NH, h = it % NH;
+        const uint8_t *vb = J->valid ? J->valid + (size_t)b * Tk : NULL;
+        const float *qh = J->q + (size_t)b * Tq * qs + (size_t)h * HS;
+        const float *kg = J->k + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
+        const float *vg = J->v + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
+        float *oh = J->out + (size_t)b * Tq * qs + (size_t)h * HS;
+        for (int r0 = 0; r0 < Tq; r0 += qb) {
+            const int nr = Tq - r0 < qb ? Tq - r0 : qb;
+            const int nk = off + r0 + nr; // keys the block's last row sees
+            const float *qr = qh + (size_t)r0 * qs;
+            float *orow = oh + (size_t)r0 * qs;
+            // S (nr,nk) = scale * Q_blk K[0:nk]^T
+            if (nr < ATT_SMALL) {
+                for (int r = 0; r < nr; r++)
+                    for (int j = 0; j < nk; j++) {
+                        float acc = 0.0f;
+                        for (int d = 0; d < HS; d++) acc += qr[(size_t)r * qs + d] * kg[(size_t)j * ks + d];
+                        S[(size_t)r * nk + j] = acc * scale;
+                    }
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, scale, qr, qs, kg, ks, 0.0f,
+                            S, nk);
+            }
+            for (int r = 0; r < nr; r++) {
+                const int pos = off + r0 + r;
+                float *p = S + (size_t)r * nk;
+                if (vb && !vb[pos]) { // a padding query: all-zero probabilities give a zero output
+                    memset(p, 0, (size_t)nk * sizeof(float));
+                    continue;
+                }
+                softmax_causal(p, pos + 1, nk, vb);
+            }
+            if (J->want_mass) { // colsum (nk) = P^T 1 (padding rows are 0), then into double
+                double *mb = macc + (size_t)b * Tk;
+                cblas_sgemv(CblasRowMajor, CblasTrans, nr, nk, 1.0f, S, nk, ones, 1, 0.0f, colsum, 1);
+                for (int j = 0; j < nk; j++) mb[j] += colsum[j];
+            }
+            // out_blk (nr,HS) = P (nr,nk) V[0:nk]
+            if (nr < ATT_SMALL) {
+                for (int r = 0; r < nr; r++) {
+                    float *o = orow + (size_t)r * qs;
+                    const float *p = S + (size_t)r * nk;
+                    for (int d = 0; d < HS; d++) o[d] = 0.0f;
+                    for (int j = 0; j < nk; j++) {
+                        if (p[j] == 0.0f) continue;
+                        const float *vj = vg + (size_t)j * ks;
+                        for (int d = 0; d < HS; d++) o[d] += p[j] * vj[d];
+                    }
+                }
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, S, nk, vg, ks, 0.0f,
+                            orow, qs);
+            }
+        }
+    }
+}
+
+typedef struct {
+    const att_job *J;
+    int i0, i1;
+    float *S;
+    double *macc;
+} att_part;
+
+static void *attention_thread(void *arg) {
+    att_part *p = arg;
+    attention_items(p->J, p->i0, p->i1, p->S, p->macc);
+    return NULL;
+}
+
 void attention_forward(float *out, float *mass, const float *q, const float *k, const float *v,
                        const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS, float *scratch) {
     // q (B,Tq,NH,HS), k, v (B,Tk,NKV,HS), valid (B,Tk) -> out (B,Tq,NH,HS), mass (B,Tk)
     // query row t sits at position off + t and sees keys 0..off + t
     if (B <= 0 || Tq <= 0 || Tk < Tq || NKV <= 0 || NH % NKV) return; // outside the contract
-    const int off = Tk - Tq, rep = NH / NKV;
-    const int qs = NH * HS, ks = NKV * HS; // row strides of q/out and k/v
-    const int qb = Tq < ATT_QB ? Tq : ATT_QB;
-    const float scale = (float)(1.0 / sqrt((double)HS));
     if (Tq != Tk) mass = NULL;
-    float *S = scratch;                    // (qb, nk) scores, then probabilities, of one block
-    float *ones = S + (size_t)qb * Tk;     // (qb)
-    float *colsum = ones + qb;             // (Tk) one block's sum over queries of A[q,i]
-    uintptr_t ap = ((uintptr_t)(colsum + Tk) + 7) & ~(uintptr_t)7;
-    double *macc = (double *)ap;           // (Tk) sum over heads and queries of A[q,i]
-    for (int r = 0; r < qb; r++) ones[r] = 1.0f;
-
-    for (int b = 0; b < B; b++) {
-        const uint8_t *vb = valid ? valid + (size_t)b * Tk : NULL;
-        if (mass) memset(macc, 0, (size_t)Tk * sizeof(double));
-        for (int h = 0; h < NH; h++) {
-            const float *qh = q + (size_t)b * Tq * qs + (size_t)h * HS;
-            const float *kg = k + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
-            const float *vg = v + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
-            float *oh = out + (size_t)b * Tq * qs + (size_t)h * HS;
-            for (int r0 = 0; r0 < Tq; r0 += qb) {
-                const int nr = Tq - r0 < qb ? Tq - r0 : qb;
-                const int nk = off + r0 + nr; // keys the block's last row sees
-                const float *qr = qh + (size_t)r0 * qs;
-                float *orow = oh + (size_t)r0 * qs;
-                // S (nr,nk) = scale * Q_blk K[0:nk]^T
-                if (nr < ATT_SMALL) {
-                    for (int r = 0; r < nr; r++)
-                        for (int j = 0; j < nk; j++) {
-                            float acc = 0.0f;
-                            for (int d = 0; d < HS; d++) acc += qr[(size_t)r * qs + d] * kg[(size_t)j * ks + d];
-                            S[(size_t)r * nk + j] = acc * scale;
-                        }
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, scale, qr, qs, kg, ks, 0.0f,
-                                S, nk);
-                }
-                for (int r = 0; r < nr; r++) {
-                    const int pos = off + r0 + r;
-                    float *p = S + (size_t)r * nk;
-                    if (vb && !vb[pos]) { // a padding query: all-zero probabilities give a zero output
-                        memset(p, 0, (size_t)nk * sizeof(float));
-                        continue;
-                    }
-                    softmax_causal(p, pos + 1, nk, vb);
-                }
-                if (mass) { // colsum (nk) = P^T 1 (padding rows are 0), then into double
-                    cblas_sgemv(CblasRowMajor, CblasTrans, nr, nk, 1.0f, S, nk, ones, 1, 0.0f, colsum, 1);
-                    for (int j = 0; j < nk; j++) macc[j] += colsum[j];
-                }
-                // out_blk (nr,HS) = P (nr,nk) V[0:nk]
-                if (nr < ATT_SMALL) {
-                    for (int r = 0; r < nr; r++) {
-                        float *o = orow + (size_t)r * qs;
-                        const float *p = S + (size_t)r * nk;
-                        for (int d = 0; d < HS; d++) o[d] = 0.0f;
-                        for (int j = 0; j < nk; j++) {
-                            if (p[j] == 0.0f) continue;
-                            const float *vj = vg + (size_t)j * ks;
-                            for (int d = 0; d < HS; d++) o[d] += p[j] * vj[d];
-                        }
-                    }
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, S, nk, vg, ks, 0.0f,
-                                orow, qs);
-                }
-            }
+    const att_job J = {out, q, k, v, valid, B, Tq, Tk, NH, NKV, HS, mass != NULL};
+    const int items = B * NH, qb = Tq < ATT_QB ? Tq : ATT_QB;
+    /* The per-head matmuls are small (qb x Tk x HS): OpenBLAS's own threads
+     * spend more time waking than working on them. With several threads
+     * available, the (b, h) items are shared out instead, each thread
+     * running single-threaded BLAS on its own scratch (one allocation per
+     * call); OpenBLAS's thread count is restored afterwards. */
+    int nt = openblas_get_num_threads();
+    if (nt > ATT_MAX_THREADS) nt = ATT_MAX_THREADS;
+    if (nt > items) nt = items;
+    if (Tq < ATT_SMALL) nt = 1;
+    size_t sfl = (size_t)qb * Tk + qb + Tk;               // floats of one thread's block scratch
+    size_t mdbl = mass ? (size_t)B * Tk : 0;              // doubles of one thread's mass sums
+    char *mem = NULL;
+    if (nt > 1) mem = malloc((size_t)nt * (sfl * sizeof(float) + mdbl * sizeof(double) + 64));
+    if (!mem) nt = 1;
+    if (nt == 1) {
+        /* the caller's scratch: block part, then B*Tk doubles do not fit
+         * attention_scratch_floats(Tq, Tk) for B > 1, so sum per batch row */
+        uintptr_t ap = ((uintptr_t)(scratch + sfl) + 7) & ~(uintptr_t)7;
+        double *macc = (double *)ap; // (Tk)
+        for (int b = 0; b < B; b++) {
+            if (mass) memset(macc, 0, (size_t)Tk * sizeof(double));
+            att_job Jb = J;
+            Jb.out = out + (size_t)b * Tq * NH * HS;
+            Jb.q = q + (size_t)b * Tq * NH * HS;
+            Jb.k = k + (size_t)b * Tk * NKV * HS;
+            Jb.v = v + (size_t)b * Tk * NKV * HS;
+            Jb.valid = valid ? valid + (size_t)b * Tk : NULL;
+            Jb.B = 1;
+            attention_items(&Jb, 0, NH, scratch, macc);
+            if (mass) mass_finish(mass + (size_t)b * Tk, macc, Jb.valid, Tk, NH);
         }
-        if (mass) mass_finish(mass + (size_t)b * Tk, macc, vb, Tk, NH);
+        return;
     }
+    att_part parts[ATT_MAX_THREADS];
+    pthread_t th[ATT_MAX_THREADS];
+    int started[ATT_MAX_THREADS] = {0};
+    char *m = mem;
+    for (int t = 0; t < nt; t++) {
+        parts[t].J = &J;
+        parts[t].i0 = (int)((long)items * t / nt);
+        parts[t].i1 = (int)((long)items * (t + 1) / nt);
+        parts[t].S = (float *)m;
+        m += sfl * sizeof(float);
+        m = (char *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
+        parts[t].macc = (double *)m;
+        m += mdbl * sizeof(double);
+        if (mdbl) memset(parts[t].macc, 0, mdbl * sizeof(double));
+    }
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, attention_thread, &parts[t]) == 0;
+    for (int t = 1; t < nt; t++) /* a thread that could not start: its share runs here */
+        if (!started[t]) attention_thread(&parts[t]);
+    attention_thread(&parts[0]);
+    for (int t = 1; t < nt; t++)
+        if (started[t]) pthread_join(th[t], NULL);
+    openblas_set_num_threads(saved);
+    if (mass) {
+        for (int t = 1; t < nt; t++)
+            for (size_t i = 0; i < mdbl; i++) parts[0].macc[i] += parts[t].macc[i];
+        for (int b = 0; b < B; b++)
+            mass_finish(mass + (size_t)b * Tk, parts[0].macc + (size_t)b * Tk, valid ? valid + (size_t)b * Tk : NULL,
+                        Tk, NH);
+    }
+    free(mem);
 }
 
 void attention_forward_ref(float *out, float *mass, const float *q, const float *k, const float *v,
@@ -314,13 +407,56 @@ void attention_forward_ref(float *out, float *mass, const float *q, const float 
 // ----------------------------------------------------------------------------
 // elementwise
 
+/* ============================================== threads for light ops */
+
+/* Element-wise and row-wise work (SwiGLU, top-k) is split over as many
+ * threads as OpenBLAS uses, in contiguous ranges: the matmuls around it
+ * run on all cores, and this keeps them from waiting on one. Each call
+ * starts and joins its threads (tens of microseconds, beside work of
+ * milliseconds); small inputs stay on the calling thread. */
+typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
+typedef struct { range_fn fn; void *arg; size_t i0, i1; } range_part;
+
+static void *range_thread(void *p) {
+    range_part *r = p;
+    r->fn(r->arg, r->i0, r->i1);
+    return NULL;
+}
+
+static void par_range(size_t n, size_t min_per_thread, range_fn fn, void *arg) {
+    enum { MAXT = 64 };
+    int nt = openblas_get_num_threads();
+    if (nt > MAXT) nt = MAXT;
+    if (min_per_thread < 1) min_per_thread = 1;
+    if ((size_t)nt > n / min_per_thread) nt = (int)(n / min_per_thread);
+    if (nt <= 1) { fn(arg, 0, n); return; }
+    range_part parts[MAXT];
+    pthread_t th[MAXT];
+    int ok[MAXT] = {0};
+    for (int t = 0; t < nt; t++) parts[t] = (range_part){fn, arg, n * (size_t)t / (size_t)nt, n * (size_t)(t + 1) / (size_t)nt};
+    for (int t = 1; t < nt; t++) ok[t] = pthread_create(&th[t], NULL, range_thread, &parts[t]) == 0;
+    for (int t = 1; t < nt; t++)
+        if (!ok[t]) range_thread(&parts[t]); /* could not start: run it here */
+    range_thread(&parts[0]);
+    for (int t = 1; t < nt; t++)
+        if (ok[t]) pthread_join(th[t], NULL);
+}
+
+typedef struct { float *out; const float *gate, *up; } swiglu_args;
+
+static void swiglu_range(void *a, size_t i0, size_t i1) {
+    swiglu_args *s = a;
+    for (size_t i = i0; i < i1; i++) {
+        float g = s->gate[i];
+        s->out[i] = g / (1.0f + expf(-g)) * s->up[i];
+    }
+}
+
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
     // gate, up (n) -> out (n); for gate << 0, expf overflows to inf and silu
     // goes to -0, its limit.
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    swiglu_args a = {out, gate, up};
+    par_range(n, 1 << 16, swiglu_range, &a);
 }
 
 void residual_forward(float *out, const float *x, size_t n) {
@@ -350,27 +486,29 @@ static void topk_sift(float *val, int32_t *id, int n, int i) {
     }
 }
 
-void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, float *logprobs, float *tail) {
-    // logits (N,V) -> ids, logprobs (N,k), tail (N)
-    // Selection: a min-heap of the k best kept in the row's own output
-    // arrays (no allocation), O(V + m log k) for m replacements; for
-    // logits in any non-adversarial order m is ~k log(V/k), so the cost is
-    // one pass over the row. A heapsort then leaves the k best in
-    // descending order. Slots beyond V (k > V) get id -1, log-prob -inf.
-    const int kk = k < V ? k : V;
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        int32_t *id = ids + (size_t)n * k;
-        float *lp = logprobs + (size_t)n * k;
-        const float mx = max_f32(x, V);
-        double s4[4] = {0};
-        int i = 0;
-        for (; i + 4 <= V; i += 4)
-            for (int l = 0; l < 4; l++) s4[l] += exp((double)x[i + l] - mx);
-        for (; i < V; i++) s4[0] += exp((double)x[i] - mx);
-        const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-        const double lse = mx + log(sum);
+typedef struct { const float *logits; int V, k; int32_t *ids; float *logprobs, *tail; } topk_args;
 
+static void topk_rows(void *a, size_t r0, size_t r1) {
+    const topk_args *A = a;
+    const float *logits = A->logits;
+    const int V = A->V, k = A->k;
+    int32_t *ids = A->ids;
+    float *logprobs = A->logprobs, *tail = A->tail;
+    const int kk = k < V ? k : V;
+    for (size_t n = r0; n < r1; n++) {
+        const float *x = logits + n * (size_t)V;
+        int32_t *id = ids + n * (size_t)k;
+        float *lp = logprobs + n * (size_t)k;
+        const float mx = max_f32(x, V);
+        /* exp in float (x - max <= 0: no overflow, relative error ~1 ulp),
+         * summed in double over 8 independent lanes */
+        double s8[8] = {0};
+        int i = 0;
+        for (; i + 8 <= V; i += 8)
+            for (int l = 0; l < 8; l++) s8[l] += expf(x[i + l] - mx);
+        for (; i < V; i++) s8[0] += expf(x[i] - mx);
+        const double sum = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+        const double lse = mx + log(sum);
         int m = 0;
         for (int i = 0; i < V; i++) {
             if (m < kk) { // fill, then heapify once full
@@ -400,6 +538,20 @@ void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, flo
             lp[j] = -INFINITY;
         }
         double t = 1.0 - ptop;
-        tail[n] = t > 0.0 ? (float)t : 0.0f;
+        if (tail) tail[n] = t > 0.0 ? (float)t : 0.0f;
     }
+}
+
+void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, float *logprobs, float *tail) {
+    // logits (N,V) -> ids, logprobs (N,k), tail (N) or NULL
+    // Selection: a min-heap of the k best kept in the row's own output
+    // arrays (no allocation), O(V + m log k) for m replacements; for
+    // logits in any non-adversarial order m is ~k log(V/k), so the cost is
+    // one pass over the row. A heapsort then leaves the k best in
+    // descending order. Slots beyond V (k > V) get id -1, log-prob -inf.
+    // Rows are shared among threads (par_range).
+    if (N <= 0 || V <= 0) return;
+    topk_args a = {logits, V, k, ids, logprobs, tail};
+    size_t per = (size_t)(1 << 16) / (size_t)V + 1; // rows per thread worth starting one
+    par_range((size_t)N, per, topk_rows, &a);
 }
