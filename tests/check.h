@@ -44,4 +44,29 @@ static inline void check_skip_(const char *name, const char *why) {
 
 static inline int check_summary(void) { return check_tests_failed_ ? 1 : 0; }
 
+/* Shared assets: $SRA_SHARED, default ../shared. */
+static inline const char *check_shared(void) {
+    const char *s = getenv("SRA_SHARED");
+    return s && *s ? s : "../shared";
+}
+
+static inline int check_in_ci(void) {
+    const char *c = getenv("CI");
+    return c && c[0] == 't' && c[1] == 'r' && c[2] == 'u' && c[3] == 'e' && !c[4];
+}
+
+/* Something a test needs is missing: a loud skip, or under CI=true a
+ * failure of the running test. */
+static inline void check_missing(const char *name, const char *why) {
+    if (check_in_ci()) { printf("  missing: %s\n", why); check_fails_++; }
+    else check_skip_(name, why);
+}
+
+/* A missing file of the shared assets. */
+static inline void check_missing_asset(const char *name, const char *path) {
+    char why[1200];
+    snprintf(why, sizeof why, "missing shared asset %s (set SRA_SHARED)", path);
+    check_missing(name, why);
+}
+
 #endif

@@ -14,22 +14,8 @@
 
 static char g_dir[256];
 
-static const char *shared(void) {
-    const char *s = getenv("SRA_SHARED");
-    return s && *s ? s : "../shared";
-}
 
-static int in_ci(void) {
-    const char *c = getenv("CI");
-    return c && !strcmp(c, "true");
-}
 
-static void missing(const char *name, const char *path) {
-    char why[1200];
-    snprintf(why, sizeof why, "missing shared asset %s (set SRA_SHARED)", path);
-    if (in_ci()) { printf("  %s\n", why); check_fails_++; }
-    else check_skip_(name, why);
-}
 
 /* Writes json to g_dir/name and returns the path (static buffer). */
 static const char *put(const char *name, const char *json) {
@@ -72,9 +58,9 @@ static int close_rel(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b)
 
 TEST(tinystories_config) {
     char dir[1024], file[1100];
-    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", shared());
+    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", check_shared());
     snprintf(file, sizeof file, "%s/config.json", dir);
-    if (access(file, R_OK)) { missing("tinystories_config", file); return; }
+    if (access(file, R_OK)) { check_missing_asset("tinystories_config", file); return; }
     cfg_model c;
     char err[512];
     int rc = cfg_load(&c, dir, err, sizeof err); /* a folder holding config.json */

@@ -18,23 +18,8 @@
 
 static char g_dir[256];
 
-static const char *shared(void) {
-    const char *s = getenv("SRA_SHARED");
-    return s && *s ? s : "../shared";
-}
 
-static int in_ci(void) {
-    const char *c = getenv("CI");
-    return c && !strcmp(c, "true");
-}
 
-/* Missing asset: a skip, or a failure under CI=true. */
-static void missing(const char *name, const char *path) {
-    char why[1200];
-    snprintf(why, sizeof why, "missing shared asset %s (set SRA_SHARED)", path);
-    if (in_ci()) { printf("  %s\n", why); check_fails_++; }
-    else check_skip_(name, why);
-}
 
 static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", g_dir, name); }
 
@@ -112,9 +97,9 @@ static float *read_raw_f32(const char *path, long at, size_t n) {
 
 TEST(tinystories_checkpoint) {
     char dir[1024], file[1100];
-    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", shared());
+    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", check_shared());
     snprintf(file, sizeof file, "%s/model.safetensors", dir);
-    if (access(file, R_OK)) { missing("tinystories_checkpoint", file); return; }
+    if (access(file, R_OK)) { check_missing_asset("tinystories_checkpoint", file); return; }
 
     st_file *f = NULL;
     int rc = st_open(&f, dir); /* a folder holding model.safetensors */

@@ -24,20 +24,8 @@
 #include "teacher.h"
 #include "util.h"
 
-static const char *shared(void) {
-    const char *s = getenv("SRA_SHARED");
-    return s && *s ? s : "../shared";
-}
 
-static int in_ci(void) {
-    const char *c = getenv("CI");
-    return c && !strcmp(c, "true");
-}
 
-static void missing(const char *name, const char *what) {
-    if (in_ci()) { printf("  missing %s\n", what); check_fails_++; }
-    else check_skip_(name, what);
-}
 
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;
@@ -84,18 +72,18 @@ typedef struct {
 static int ts_load_ref(ts_ref *r, const char *name) {
     char p[1024];
     memset(r, 0, sizeof *r);
-    snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/ids.json", shared(), name);
+    snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/ids.json", check_shared(), name);
     cJSON *j = read_json(p);
     r->T = json_ids(cJSON_GetObjectItemCaseSensitive(j, "ids"), r->ids, 512);
     cJSON_Delete(j);
-    snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/greedy.json", shared(), name);
+    snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/greedy.json", check_shared(), name);
     j = read_json(p);
     r->n_greedy = json_ids(cJSON_GetObjectItemCaseSensitive(j, "new_ids"), r->greedy, 64);
     cJSON_Delete(j);
     const char *files[4] = {"logits", "hidden_states", "final_hidden", "attn_last_mean"};
     npy_array *dst[4] = {&r->logits, &r->hidden, &r->final, &r->attn};
     for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/%s.npy", shared(), name, files[i]);
+        snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/%s.npy", check_shared(), name, files[i]);
         if (npy_load(dst[i], p)) return -1;
     }
     return r->T > 0 && r->n_greedy > 0 ? 0 : -1;
@@ -118,7 +106,7 @@ static void mass_from_attn(const float *A, int T, float *m) {
 
 static teacher *ts_load(void) {
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", shared());
+    snprintf(dir, sizeof dir, "%s/models/tinystories-656k", check_shared());
     teacher *t = NULL;
     if (teacher_load(&t, dir)) {
         CHECK(0, "teacher_load %s: %s", dir, teacher_errmsg(t));
@@ -130,8 +118,8 @@ static teacher *ts_load(void) {
 
 TEST(tinystories_forward) {
     char probe[1024];
-    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/once/logits.npy", shared());
-    if (access(probe, R_OK)) { missing("tinystories_forward", probe); return; }
+    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/once/logits.npy", check_shared());
+    if (access(probe, R_OK)) { check_missing_asset("tinystories_forward", probe); return; }
     teacher *t = ts_load();
     if (!t) return;
     const cfg_model *c = teacher_config(t);
@@ -199,8 +187,8 @@ TEST(tinystories_forward) {
  * results: padding and neighbours change nothing. */
 TEST(tinystories_batch) {
     char probe[1024];
-    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/long/logits.npy", shared());
-    if (access(probe, R_OK)) { missing("tinystories_batch", probe); return; }
+    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/long/logits.npy", check_shared());
+    if (access(probe, R_OK)) { check_missing_asset("tinystories_batch", probe); return; }
     teacher *t = ts_load();
     if (!t) return;
     const cfg_model *c = teacher_config(t);
@@ -245,8 +233,8 @@ TEST(tinystories_batch) {
 /* Greedy continuation through the KV cache: the reference's ids. */
 TEST(tinystories_greedy) {
     char probe[1024];
-    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/once/greedy.json", shared());
-    if (access(probe, R_OK)) { missing("tinystories_greedy", probe); return; }
+    snprintf(probe, sizeof probe, "%s/models/tinystories-656k/reference/once/greedy.json", check_shared());
+    if (access(probe, R_OK)) { check_missing_asset("tinystories_greedy", probe); return; }
     teacher *t = ts_load();
     if (!t) return;
     int V = teacher_config(t)->vocab;
@@ -371,7 +359,7 @@ static void family_case(const char *dir, const char *name, const char *f32dir, d
  * within a stated tolerance of the F32 reference. */
 TEST(tinystories_half) {
     const char *mr = getenv("SRA_MODEL_REF");
-    if (!mr || !*mr) { missing("tinystories_half", "SRA_MODEL_REF (tests/run.sh makes it)"); return; }
+    if (!mr || !*mr) { check_missing("tinystories_half", "SRA_MODEL_REF (tests/run.sh makes it)"); return; }
     const char *dts[2] = {"F16", "BF16"};
     const double tol[2] = {1e-2, 5e-2};
     for (int k = 0; k < 2; k++) {
@@ -403,7 +391,7 @@ TEST(tinystories_half) {
 
 TEST(random_families) {
     const char *mr = getenv("SRA_MODEL_REF");
-    if (!mr || !*mr) { missing("random_families", "SRA_MODEL_REF (tests/run.sh makes it with tests/model_ref.py)"); return; }
+    if (!mr || !*mr) { check_missing("random_families", "SRA_MODEL_REF (tests/run.sh makes it with tests/model_ref.py)"); return; }
     const char *fams[] = {"llama_gqa_llama3rope", "qwen2_bias", "qwen3_qknorm", "mistral"};
     for (int f = 0; f < 4; f++) {
         char d32[1024], d[1100], nm[128];
@@ -448,8 +436,8 @@ static void broken(const char *tmp, const char *src, const char *config, const c
 
 TEST(broken_checkpoints) {
     char src[1024];
-    snprintf(src, sizeof src, "%s/models/tinystories-656k", shared());
-    if (access(src, R_OK)) { missing("broken_checkpoints", src); return; }
+    snprintf(src, sizeof src, "%s/models/tinystories-656k", check_shared());
+    if (access(src, R_OK)) { check_missing_asset("broken_checkpoints", src); return; }
     char tmp[] = "/tmp/sra-teacher-XXXXXX";
     if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); return; }
 #define CFG(extra) "{\"model_type\": \"llama\", \"hidden_size\": 128, \"intermediate_size\": 384, " \

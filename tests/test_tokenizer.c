@@ -27,23 +27,8 @@
 #include "tokenizer.h"
 #include "util.h"
 
-static const char *shared(void) {
-    const char *s = getenv("SRA_SHARED");
-    return s && *s ? s : "../shared";
-}
 
-static int in_ci(void) {
-    const char *c = getenv("CI");
-    return c && !strcmp(c, "true");
-}
 
-/* Missing asset: a skip, or a failure under CI=true. */
-static void missing(const char *name, const char *path) {
-    char why[1200];
-    snprintf(why, sizeof why, "missing shared asset %s (set SRA_SHARED)", path);
-    if (in_ci()) { printf("  %s\n", why); check_fails_++; }
-    else check_skip_(name, why);
-}
 
 
 static tok_tokenizer *load(const char *path) {
@@ -164,13 +149,13 @@ done:
  * folder unless absolute) against the tokenizer tokjson. */
 static void reference_file(const char *test, const char *tokjson, const char *ref, int min_cases) {
     char tp[1024], rp[1024];
-    snprintf(tp, sizeof tp, "%s%s%s", tokjson[0] == '/' ? "" : shared(), tokjson[0] == '/' ? "" : "/", tokjson);
-    snprintf(rp, sizeof rp, "%s%s%s", ref[0] == '/' ? "" : shared(), ref[0] == '/' ? "" : "/", ref);
+    snprintf(tp, sizeof tp, "%s%s%s", tokjson[0] == '/' ? "" : check_shared(), tokjson[0] == '/' ? "" : "/", tokjson);
+    snprintf(rp, sizeof rp, "%s%s%s", ref[0] == '/' ? "" : check_shared(), ref[0] == '/' ? "" : "/", ref);
     size_t n;
     char *all = sra_read_file(rp, &n);
     FILE *probe = fopen(tp, "rb");
     if (!all || !probe) {
-        missing(test, all ? tp : rp);
+        check_missing_asset(test, all ? tp : rp);
         free(all);
         if (probe) fclose(probe);
         return;
@@ -214,7 +199,7 @@ TEST(hf_tinystories) {
     reference_file("hf_tinystories", "models/tinystories-656k/tokenizer.json",
                    "models/tinystories-656k/reference/prompts.tokenized.jsonl", 4);
     char tp[1024];
-    snprintf(tp, sizeof tp, "%s/models/tinystories-656k/tokenizer.json", shared());
+    snprintf(tp, sizeof tp, "%s/models/tinystories-656k/tokenizer.json", check_shared());
     FILE *probe = fopen(tp, "rb");
     if (!probe) return;
     fclose(probe);
@@ -224,7 +209,7 @@ TEST(hf_tinystories) {
     for (int k = 0; s && k < 4; k++) {
         char p[1200];
         size_t n;
-        snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/ids.json", shared(), names[k]);
+        snprintf(p, sizeof p, "%s/models/tinystories-656k/reference/%s/ids.json", check_shared(), names[k]);
         char *js = sra_read_file(p, &n);
         cJSON *j = js ? cJSON_Parse(js) : NULL;
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
@@ -258,8 +243,7 @@ TEST(hf_variants) {
     if (!f) {
         const char *why = "SRA_TOK_REF is not set or has no index.txt; make it with "
                           "NODE_PATH=.../node_modules node tests/gen_tok_ref.js SHARED DIR";
-        if (in_ci()) { printf("  %s\n", why); check_fails_++; }
-        else check_skip_("hf_variants", why);
+        check_missing("hf_variants", why);
         return;
     }
     char name[1200];
@@ -283,13 +267,13 @@ TEST(hf_variants) {
 
 static void llamacpp_pair(const char *test, const char *pair, const char *tok) {
     char ip[1024], op[1024], tp[1024];
-    snprintf(ip, sizeof ip, "%s/reference/llamacpp/ggml-vocab-%s.gguf.inp", shared(), pair);
-    snprintf(op, sizeof op, "%s/reference/llamacpp/ggml-vocab-%s.gguf.out", shared(), pair);
-    snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", shared(), tok);
+    snprintf(ip, sizeof ip, "%s/reference/llamacpp/ggml-vocab-%s.gguf.inp", check_shared(), pair);
+    snprintf(op, sizeof op, "%s/reference/llamacpp/ggml-vocab-%s.gguf.out", check_shared(), pair);
+    snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", check_shared(), tok);
     size_t ni, no;
     char *inp = sra_read_file(ip, &ni), *outp = sra_read_file(op, &no);
     if (!inp || !outp) {
-        missing(test, inp ? op : ip);
+        check_missing_asset(test, inp ? op : ip);
         free(inp);
         free(outp);
         return;
@@ -351,9 +335,9 @@ TEST(llamacpp_vectors) {
 
 TEST(api_facts) {
     char tp[1024];
-    snprintf(tp, sizeof tp, "%s/tokenizers/llama2/tokenizer.json", shared());
+    snprintf(tp, sizeof tp, "%s/tokenizers/llama2/tokenizer.json", check_shared());
     FILE *probe = fopen(tp, "rb");
-    if (!probe) { missing("api_facts", tp); return; }
+    if (!probe) { check_missing_asset("api_facts", tp); return; }
     fclose(probe);
     tok_tokenizer *t = load(tp);
     if (!t) return;
@@ -370,7 +354,7 @@ TEST(api_facts) {
     CHECK(tok_token_bytes(t, 278, b, 2) == 4, "short buffer is a size query");
     CHECK(tok_token_bytes(t, 99999, b, sizeof b) == -1, "unused id");
     tok_free(t);
-    snprintf(tp, sizeof tp, "%s/tokenizers/gpt2/tokenizer.json", shared());
+    snprintf(tp, sizeof tp, "%s/tokenizers/gpt2/tokenizer.json", check_shared());
     if ((t = load(tp))) {
         int32_t id = tok_token_id(t, "\xc4\xa0the", 5); /* "Ġthe" = 262 */
         CHECK(id == 262, "Gthe -> %d", id);
@@ -416,15 +400,15 @@ static void *thr_encode(void *arg) {
 TEST(threads_agree) {
     const char *names[] = {"gpt2", "llama2", "gemma3"};
     char cp[1024];
-    snprintf(cp, sizeof cp, "%s/corpus/moby-dick.txt", shared());
+    snprintf(cp, sizeof cp, "%s/corpus/moby-dick.txt", check_shared());
     size_t len;
     char *text = sra_read_file(cp, &len);
-    if (!text) { missing("threads_agree", cp); return; }
+    if (!text) { check_missing_asset("threads_agree", cp); return; }
     if (len > 400000) len = 400000;
     while (len && ((unsigned char)text[len] & 0xc0) == 0x80) len--;
     for (int k = 0; k < 3; k++) {
         char tp[1024];
-        snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", shared(), names[k]);
+        snprintf(tp, sizeof tp, "%s/tokenizers/%s/tokenizer.json", check_shared(), names[k]);
         tok_tokenizer *t = load(tp);
         if (!t) continue;
         thr_job one = {t, text, len, 0, 0}, many[4];
