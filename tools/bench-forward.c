@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "layers.h"
 #include "teacher.h"
 #include "util.h"
 
@@ -145,14 +146,19 @@ int main(int argc, char **argv) {
     }
     double flops = teacher_forward_flops(c, B, T);
     double gf = flops / best / 1e9;
-    /* the peer: sgemm on the forward's MLP shape, and a square one */
+    /* the peer: OpenBLAS sgemm with all the threads the forward has (the
+     * layers run OpenBLAS single-threaded under their own threads, see
+     * train/layers.h), on the forward's MLP shape and a square one */
+    openblas_set_num_threads(layers_threads());
     double peak_mlp = sgemm_gflops((int)N, MI, MC, reps + 2), peak_sq = sgemm_gflops(1024, 1024, 1024, reps + 2);
+    openblas_set_num_threads(1);
     double peak = peak_mlp > peak_sq ? peak_mlp : peak_sq;
     printf("bench-forward: random llama C=%d L=%d NH=%d I=%d V=%d (%.1fM params, %s, written in %.1f s), B=%d T=%d\n",
            MC, ML, MNH, MI, MV, (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI)) / 1e6, bf16 ? "BF16" : "F32", tw, B, T);
     printf("forward: %.3f s best of %d, %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP)\n", best, reps, N / best, gf,
            flops / 1e9);
-    printf("sgemm peer: %.1f GFLOP/s at (%zu x %d x %d), %.1f GFLOP/s at 1024^3\n", peak_mlp, N, MI, MC, peak_sq);
+    printf("sgemm peer (%d threads): %.1f GFLOP/s at (%zu x %d x %d), %.1f GFLOP/s at 1024^3\n", layers_threads(),
+           peak_mlp, N, MI, MC, peak_sq);
     printf("forward / sgemm peak: %.0f%% (target >= 70%%)\n", 100.0 * gf / peak);
     printf("BENCH_JSON {\"bench\":\"forward\",\"dtype\":\"%s\",\"B\":%d,\"T\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"ratio\":%.3f}\n",

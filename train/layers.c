@@ -18,22 +18,101 @@
 // ----------------------------------------------------------------------------
 // matmul
 
+/* ============================================================ threads */
+
+/* All parallelism here is ours: the first call takes OpenBLAS's thread
+ * count (OPENBLAS_NUM_THREADS, default all cores) as the layers' own and
+ * sets OpenBLAS to one thread, and each op splits its work into
+ * contiguous ranges run by that many threads, each calling single-threaded
+ * BLAS. Why: OpenBLAS's workers spin for a while after every call, so any
+ * thread of ours started between two matmuls (attention heads, top-k rows)
+ * competed with them for the cores; measured on the ~100M forward of
+ * bench-forward, 2 cores: 0.53 s with both kinds of threads, 0.45 s with
+ * OpenBLAS's spinning cut short. Each call starts and joins its threads
+ * (tens of microseconds, beside work of milliseconds); small inputs stay on
+ * the calling thread. */
+static int g_threads;
+static pthread_once_t g_threads_once = PTHREAD_ONCE_INIT;
+
+static void threads_init(void) {
+    g_threads = openblas_get_num_threads();
+    if (g_threads < 1) g_threads = 1;
+    if (g_threads > 64) g_threads = 64;
+    openblas_set_num_threads(1);
+}
+
+int layers_threads(void) {
+    pthread_once(&g_threads_once, threads_init);
+    return g_threads;
+}
+typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
+typedef struct { range_fn fn; void *arg; size_t i0, i1; } range_part;
+
+static void *range_thread(void *p) {
+    range_part *r = p;
+    r->fn(r->arg, r->i0, r->i1);
+    return NULL;
+}
+
+static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, range_fn fn, void *arg);
+static void par_range(size_t n, size_t min_per_thread, range_fn fn, void *arg) {
+    par_range_aligned(n, min_per_thread, 1, fn, arg);
+}
+
+static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, range_fn fn, void *arg) {
+    enum { MAXT = 64 };
+    int nt = layers_threads();
+    if (min_per_thread < 1) min_per_thread = 1;
+    if ((size_t)nt > n / min_per_thread) nt = (int)(n / min_per_thread);
+    if (nt <= 1) { fn(arg, 0, n); return; }
+    range_part parts[MAXT];
+    pthread_t th[MAXT];
+    int ok[MAXT] = {0};
+    for (int t = 0; t < nt; t++) {
+        size_t a0 = n * (size_t)t / (size_t)nt / align * align, a1 = t + 1 == nt ? n : n * (size_t)(t + 1) / (size_t)nt / align * align;
+        parts[t] = (range_part){fn, arg, a0, a1};
+    }
+    for (int t = 1; t < nt; t++) ok[t] = pthread_create(&th[t], NULL, range_thread, &parts[t]) == 0;
+    for (int t = 1; t < nt; t++)
+        if (!ok[t]) range_thread(&parts[t]); /* could not start: run it here */
+    range_thread(&parts[0]);
+    for (int t = 1; t < nt; t++)
+        if (ok[t]) pthread_join(th[t], NULL);
+}
+
+typedef struct { float *out; const float *inp, *weight, *bias; int N, C, OC; } matmul_args;
+
+/* Output columns [o0, o1): weight rows o0..o1, out[:, o0:o1] (ldc = OC). */
+static void matmul_cols(void *a, size_t o0, size_t o1) {
+    const matmul_args *m = a;
+    const int n = (int)(o1 - o0), N = m->N, C = m->C, OC = m->OC;
+    if (n <= 0) return;
+    float *out = m->out + o0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, C, 1.0f, m->inp, C, m->weight + o0 * (size_t)C, C,
+                0.0f, out, OC);
+    if (m->bias)
+        for (int r = 0; r < N; r++) {
+            float *o = out + (size_t)r * OC;
+            for (int j = 0; j < n; j++) o[j] += m->bias[o0 + (size_t)j];
+        }
+}
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // inp (N,C), weight (OC,C), bias (OC) -> out (N,OC)
     // weight is stored as HF/PyTorch Linear keeps it (OC,C), hence the Trans.
+    // Threads take column blocks (whole weight rows), so each streams its
+    // own part of the weight once.
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias ? bias[o] : 0.0f;
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    if (bias) {
-        for (int n = 0; n < N; n++) {
-            float *o = out + (size_t)n * OC;
-            for (int j = 0; j < OC; j++) o[j] += bias[j];
-        }
-    }
+    matmul_args a = {out, inp, weight, bias, N, C, OC};
+    /* a thread is worth ~1 MFLOP of work; split in multiples of 16 columns */
+    size_t flops_per_col = 2 * (size_t)N * (size_t)C, min_cols = (1u << 20) / (flops_per_col + 1) + 1;
+    if (min_cols < 16) min_cols = 16;
+    par_range_aligned((size_t)OC, min_cols, 16, matmul_cols, &a);
 }
 
 void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
@@ -275,12 +354,10 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
     if (Tq != Tk) mass = NULL;
     const att_job J = {out, q, k, v, valid, B, Tq, Tk, NH, NKV, HS, mass != NULL};
     const int items = B * NH, qb = Tq < ATT_QB ? Tq : ATT_QB;
-    /* The per-head matmuls are small (qb x Tk x HS): OpenBLAS's own threads
-     * spend more time waking than working on them. With several threads
-     * available, the (b, h) items are shared out instead, each thread
-     * running single-threaded BLAS on its own scratch (one allocation per
-     * call); OpenBLAS's thread count is restored afterwards. */
-    int nt = openblas_get_num_threads();
+    /* The per-head matmuls are small (qb x Tk x HS), so the (b, h) items
+     * are shared out among the layers' threads, each running
+     * single-threaded BLAS on its own scratch (one allocation per call). */
+    int nt = layers_threads();
     if (nt > ATT_MAX_THREADS) nt = ATT_MAX_THREADS;
     if (nt > items) nt = items;
     if (Tq < ATT_SMALL) nt = 1;
@@ -323,15 +400,12 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
         m += mdbl * sizeof(double);
         if (mdbl) memset(parts[t].macc, 0, mdbl * sizeof(double));
     }
-    int saved = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, attention_thread, &parts[t]) == 0;
     for (int t = 1; t < nt; t++) /* a thread that could not start: its share runs here */
         if (!started[t]) attention_thread(&parts[t]);
     attention_thread(&parts[0]);
     for (int t = 1; t < nt; t++)
         if (started[t]) pthread_join(th[t], NULL);
-    openblas_set_num_threads(saved);
     if (mass) {
         for (int t = 1; t < nt; t++)
             for (size_t i = 0; i < mdbl; i++) parts[0].macc[i] += parts[t].macc[i];
@@ -406,41 +480,6 @@ void attention_forward_ref(float *out, float *mass, const float *q, const float 
 
 // ----------------------------------------------------------------------------
 // elementwise
-
-/* ============================================== threads for light ops */
-
-/* Element-wise and row-wise work (SwiGLU, top-k) is split over as many
- * threads as OpenBLAS uses, in contiguous ranges: the matmuls around it
- * run on all cores, and this keeps them from waiting on one. Each call
- * starts and joins its threads (tens of microseconds, beside work of
- * milliseconds); small inputs stay on the calling thread. */
-typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
-typedef struct { range_fn fn; void *arg; size_t i0, i1; } range_part;
-
-static void *range_thread(void *p) {
-    range_part *r = p;
-    r->fn(r->arg, r->i0, r->i1);
-    return NULL;
-}
-
-static void par_range(size_t n, size_t min_per_thread, range_fn fn, void *arg) {
-    enum { MAXT = 64 };
-    int nt = openblas_get_num_threads();
-    if (nt > MAXT) nt = MAXT;
-    if (min_per_thread < 1) min_per_thread = 1;
-    if ((size_t)nt > n / min_per_thread) nt = (int)(n / min_per_thread);
-    if (nt <= 1) { fn(arg, 0, n); return; }
-    range_part parts[MAXT];
-    pthread_t th[MAXT];
-    int ok[MAXT] = {0};
-    for (int t = 0; t < nt; t++) parts[t] = (range_part){fn, arg, n * (size_t)t / (size_t)nt, n * (size_t)(t + 1) / (size_t)nt};
-    for (int t = 1; t < nt; t++) ok[t] = pthread_create(&th[t], NULL, range_thread, &parts[t]) == 0;
-    for (int t = 1; t < nt; t++)
-        if (!ok[t]) range_thread(&parts[t]); /* could not start: run it here */
-    range_thread(&parts[0]);
-    for (int t = 1; t < nt; t++)
-        if (ok[t]) pthread_join(th[t], NULL);
-}
 
 typedef struct { float *out; const float *gate, *up; } swiglu_args;
 

@@ -11,15 +11,25 @@
  * (each directly below its forward, gradients first, accumulating with +=);
  * the teacher (extract/) uses the forward halves only.
  *
- * Matmuls go through OpenBLAS (cblas_sgemm, threads as OpenBLAS is set up);
- * every BLAS path has a plain-loop reference (the *_ref functions) that the
- * tests compare against. Functions are thread-safe given distinct outputs.
+ * Matmuls go through OpenBLAS (cblas_sgemm); every BLAS path has a
+ * plain-loop reference (the *_ref functions) that the tests compare
+ * against.
+ *
+ * Threads: the ops split their work over layers_threads() threads of their
+ * own, each calling single-threaded BLAS. The first call takes OpenBLAS's
+ * thread count (OPENBLAS_NUM_THREADS, default all cores) as that number and
+ * sets OpenBLAS itself to one thread for the whole process (its spinning
+ * workers would otherwise compete with ours; layers.c has the numbers).
+ * Functions are thread-safe given distinct outputs.
  */
 #ifndef SRA_LAYERS_H
 #define SRA_LAYERS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Threads the ops use (see above); the first call fixes it. */
+int layers_threads(void);
 
 /* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias(OC) (bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
