@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,6 +161,12 @@ int main(int argc, char **argv) {
     printf("sgemm peer (%d threads): %.1f GFLOP/s at (%zu x %d x %d), %.1f GFLOP/s at 1024^3\n", layers_threads(),
            peak_mlp, N, MI, MC, peak_sq);
     printf("forward / sgemm peak: %.0f%% (target >= 70%%)\n", 100.0 * gf / peak);
+    /* peak memory: the mapped weights (F32 used in place) + one batch of
+     * activations + one layer of converted weights when F16/BF16 */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double wbytes = (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI) + (2.0 * ML + 1) * MC) * (bf16 ? 2 : 4);
+    printf("peak RSS %.0f MB, weights file %.0f MB\n", ru.ru_maxrss / 1024.0, wbytes / 1e6);
     printf("BENCH_JSON {\"bench\":\"forward\",\"dtype\":\"%s\",\"B\":%d,\"T\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"ratio\":%.3f}\n",
            bf16 ? "BF16" : "F32", B, T, best, N / best, gf, peak, gf / peak);
