@@ -201,18 +201,57 @@ size_t attention_scratch_floats(int Tq, int Tk) {
     return qb * (size_t)Tk + qb + (size_t)Tk + 2 * (size_t)Tk + 2;
 }
 
+// exp of 4 floats at once with GCC/Clang vector extensions (plain SSE2 on
+// any x86-64, NEON on arm64), for the loops where exp dominates (softmax
+// rows, top-k sums); expf itself is a library call compilers cannot
+// vectorize. Cody-Waite reduction x = n ln2 + r, degree-6 polynomial for
+// e^r on [-ln2/2, ln2/2] (Cephes expf's coefficients), 2^n through the
+// exponent bits: within 2 ulp of expf. x below -87.33 (e^x under the
+// smallest normal float, including -inf) gives exactly 0; x above 88.72
+// saturates, which cannot happen here (x = score - row max <= 0).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f exp4(v4f x) {
+    const v4f lo = {-87.33654f, -87.33654f, -87.33654f, -87.33654f};
+    const v4f hi = {88.72283f, 88.72283f, 88.72283f, 88.72283f};
+    v4i under = x < lo; // lanes all-ones where true; bit casts between same-size vectors
+    v4f xc = (v4f)((under & (v4i)lo) | (~under & (v4i)x));
+    v4i over = xc > hi;
+    xc = (v4f)((over & (v4i)hi) | (~over & (v4i)xc));
+    const v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f};
+    v4f n = (xc * 1.44269504088896341f + magic) - magic; // round to nearest
+    v4f r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v4f scale = (v4f)((__builtin_convertvector(n, v4i) + 127) << 23);
+    return (v4f)((v4i)(p * scale) & ~under);
+}
+
 // max of x (n), -inf if n == 0; 8 independent lanes (GCC makes them one
 // maxps): a single running max is a serial chain, and it showed in profiles
 // of attention and of top-k over 128k logits. NaNs are skipped.
 static float max_f32(const float *x, int n) {
-    float m8[8];
-    for (int l = 0; l < 8; l++) m8[l] = -INFINITY;
+    v4f m[4];
+    const v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int l = 0; l < 4; l++) m[l] = ninf;
     int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) m8[l] = x[j + l] > m8[l] ? x[j + l] : m8[l];
-    for (; j < n; j++) m8[0] = x[j] > m8[0] ? x[j] : m8[0];
-    float mx = m8[0];
-    for (int l = 1; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 4; l++) {
+            v4f a;
+            memcpy(&a, x + j + 4 * l, 16);
+            v4i gt = a > m[l];
+            m[l] = (v4f)((gt & (v4i)a) | (~gt & (v4i)m[l]));
+        }
+    float mx = -INFINITY;
+    for (int l = 0; l < 4; l++)
+        for (int e = 0; e < 4; e++) mx = m[l][e] > mx ? m[l][e] : mx;
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
     return mx;
 }
 
@@ -226,18 +265,21 @@ static void softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
         for (int j = 0; j < n; j++)
             if (!valid[j]) p[j] = -INFINITY;
     const float mx = max_f32(p, n);
-    double s8[8] = {0};
-    int j;
-    for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) {
-            p[j + l] = expf(p[j + l] - mx); // expf(-inf) = 0 at padding keys
-            s8[l] += p[j + l];
-        }
+    double sum = 0.0;
+    int j = 0;
+    const v4f m4 = {mx, mx, mx, mx};
+    for (; j + 16 <= n; j += 16) { // 4 vectors; partial sums in float, then double
+        v4f a, b, c, d;
+        memcpy(&a, p + j, 16); memcpy(&b, p + j + 4, 16); memcpy(&c, p + j + 8, 16); memcpy(&d, p + j + 12, 16);
+        a = exp4(a - m4); b = exp4(b - m4); c = exp4(c - m4); d = exp4(d - m4); // exp(-inf) = 0 at padding
+        memcpy(p + j, &a, 16); memcpy(p + j + 4, &b, 16); memcpy(p + j + 8, &c, 16); memcpy(p + j + 12, &d, 16);
+        v4f t = (a + b) + (c + d);
+        sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
+    }
     for (; j < n; j++) {
         p[j] = expf(p[j] - mx);
-        s8[0] += p[j];
+        sum += p[j];
     }
-    double sum = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
     float inv = (float)(1.0 / sum); // sum >= 1: the row's own key is valid
     for (j = 0; j < n; j++) p[j] *= inv;
     for (j = n; j < nk; j++) p[j] = 0.0f;
@@ -485,6 +527,14 @@ typedef struct { float *out; const float *gate, *up; } swiglu_args;
 
 static void swiglu_range(void *a, size_t i0, size_t i1) {
     swiglu_args *s = a;
+    const v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
+    for (; i0 + 4 <= i1; i0 += 4) { // exp(-g) saturates for g < -88.7: silu -> ~-0, its limit
+        v4f g, u;
+        memcpy(&g, s->gate + i0, 16);
+        memcpy(&u, s->up + i0, 16);
+        v4f o = g / (one + exp4(-g)) * u;
+        memcpy(s->out + i0, &o, 16);
+    }
     for (size_t i = i0; i < i1; i++) {
         float g = s->gate[i];
         s->out[i] = g / (1.0f + expf(-g)) * s->up[i];
@@ -541,12 +591,16 @@ static void topk_rows(void *a, size_t r0, size_t r1) {
         const float mx = max_f32(x, V);
         /* exp in float (x - max <= 0: no overflow, relative error ~1 ulp),
          * summed in double over 8 independent lanes */
-        double s8[8] = {0};
+        double sum = 0.0;
         int i = 0;
-        for (; i + 8 <= V; i += 8)
-            for (int l = 0; l < 8; l++) s8[l] += expf(x[i + l] - mx);
-        for (; i < V; i++) s8[0] += expf(x[i] - mx);
-        const double sum = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+        const v4f m4 = {mx, mx, mx, mx};
+        for (; i + 16 <= V; i += 16) {
+            v4f a, b, c, d;
+            memcpy(&a, x + i, 16); memcpy(&b, x + i + 4, 16); memcpy(&c, x + i + 8, 16); memcpy(&d, x + i + 12, 16);
+            v4f t = (exp4(a - m4) + exp4(b - m4)) + (exp4(c - m4) + exp4(d - m4));
+            sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
+        }
+        for (; i < V; i++) sum += expf(x[i] - mx);
         const double lse = mx + log(sum);
         int m = 0;
         for (int i = 0; i < V; i++) {
