@@ -217,7 +217,7 @@ size_t attention_scratch_floats(int Tq, int Tk) {
     if (Tq < 1) Tq = 1;
     if (Tk < 1) Tk = 1;
     size_t qb = (size_t)(Tq < ATT_QB ? Tq : ATT_QB);
-    // scores (qb,Tk), ones (qb), column sums (Tk), then Tk doubles for the
+    // scores (qb,Tk), 1/row sums (qb), column sums (Tk), then Tk doubles for the
     // mass (+1 float to align them to 8 bytes)
     return qb * (size_t)Tk + qb + (size_t)Tk + 2 * (size_t)Tk + 2;
 }
@@ -281,7 +281,7 @@ static float max_f32(const float *x, int n) {
 // row inside its block). Max subtracted in float, sum in double. Padding
 // keys become -inf first so that the loops below are branch-free; the sum
 // runs in 8 lanes for the same reason as max_f32.
-static void softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
+static float softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
     if (valid)
         for (int j = 0; j < n; j++)
             if (!valid[j]) p[j] = -INFINITY;
@@ -301,9 +301,8 @@ static void softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
         p[j] = expf(p[j] - mx);
         sum += p[j];
     }
-    float inv = (float)(1.0 / sum); // sum >= 1: the row's own key is valid
-    for (j = 0; j < n; j++) p[j] *= inv;
     for (j = n; j < nk; j++) p[j] = 0.0f;
+    return (float)(1.0 / sum); // sum >= 1: the row's own key is valid
 }
 
 // mass (Tk) = macc / (NH * |Q_i|), |Q_i| = valid queries at positions >= i
@@ -335,9 +334,8 @@ static void attention_items(const att_job *J, int i0, int i1, float *S, double *
     const int qs = NH * HS, ks = J->NKV * HS; // row strides of q/out and k/v
     const int qb = Tq < ATT_QB ? Tq : ATT_QB;
     const float scale = (float)(1.0 / sqrt((double)HS));
-    float *ones = S + (size_t)qb * Tk;     // (qb)
-    float *colsum = ones + qb;             // (Tk) one block's sum over queries of A[q,i]
-    for (int r = 0; r < qb; r++) ones[r] = 1.0f;
+    float *inv = S + (size_t)qb * Tk;      // (qb) 1 / row sum: S holds exp(s - max) unscaled
+    float *colsum = inv + qb;              // (Tk) one block's sum over queries of A[q,i]
     for (int it = i0; it < i1; it++) {
         const int b = it / NH, h = it % NH;
         const uint8_t *vb = J->valid ? J->valid + (size_t)b * Tk : NULL;
@@ -367,13 +365,16 @@ static void attention_items(const att_job *J, int i0, int i1, float *S, double *
                 float *p = S + (size_t)r * nk;
                 if (vb && !vb[pos]) { // a padding query: all-zero probabilities give a zero output
                     memset(p, 0, (size_t)nk * sizeof(float));
+                    inv[r] = 0.0f;
                     continue;
                 }
-                softmax_causal(p, pos + 1, nk, vb);
+                inv[r] = softmax_causal(p, pos + 1, nk, vb);
             }
-            if (J->want_mass) { // colsum (nk) = P^T 1 (padding rows are 0), then into double
+            /* rows are normalized where they are used, not in S: one pass
+             * over the block fewer */
+            if (J->want_mass) { // colsum (nk) = A^T 1 = S^T inv (padding rows are 0), then into double
                 double *mb = macc + (size_t)b * Tk;
-                cblas_sgemv(CblasRowMajor, CblasTrans, nr, nk, 1.0f, S, nk, ones, 1, 0.0f, colsum, 1);
+                cblas_sgemv(CblasRowMajor, CblasTrans, nr, nk, 1.0f, S, nk, inv, 1, 0.0f, colsum, 1);
                 for (int j = 0; j < nk; j++) mb[j] += colsum[j];
             }
             // out_blk (nr,HS) = P (nr,nk) V[0:nk]
@@ -387,10 +388,13 @@ static void attention_items(const att_job *J, int i0, int i1, float *S, double *
                         const float *vj = vg + (size_t)j * ks;
                         for (int d = 0; d < HS; d++) o[d] += p[j] * vj[d];
                     }
+                    for (int d = 0; d < HS; d++) o[d] *= inv[r];
                 }
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, S, nk, vg, ks, 0.0f,
                             orow, qs);
+                for (int r = 0; r < nr; r++)
+                    for (int d = 0; d < HS; d++) orow[(size_t)r * qs + d] *= inv[r];
             }
         }
     }
