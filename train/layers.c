@@ -158,10 +158,14 @@ void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, i
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        double ss = 0.0;
-        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        double s4[4] = {0.0, 0.0, 0.0, 0.0}; // independent lanes: one add chain would stall
+        int c = 0;
+        for (; c + 4 <= C; c += 4)
+            for (int l = 0; l < 4; l++) s4[l] += (double)x[c + l] * x[c + l];
+        for (; c < C; c++) s4[0] += (double)x[c] * x[c];
+        double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
         float r = (float)(1.0 / sqrt(ss / (C > 0 ? C : 1) + (double)eps));
-        for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);
+        for (c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);
     }
 }
 
