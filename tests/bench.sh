@@ -12,8 +12,8 @@ echo "== bench-cache (cache write/read throughput, compression)"
 
 echo
 echo "== teacher forward: ~100M-parameter random Llama, T=512 (extract/teacher.h) vs OpenBLAS sgemm in the same run"
-"$BUILD/bench-forward" --T 512 --reps 3
-"$BUILD/bench-forward" --T 512 --reps 3 --dtype BF16 | grep -E "^forward|forward /|BENCH_JSON"
+"$BUILD/bench-forward" --T 512 --reps 5
+"$BUILD/bench-forward" --T 512 --reps 5 --dtype BF16 | grep -E "^forward|forward /|BENCH_JSON"
 
 echo
 echo "== layers: matmul and attention vs sgemm peak (train/layers.h)"
