@@ -14,18 +14,7 @@ if [ ! -f "$M/model.safetensors" ]; then
     echo "skip - cli_generate: missing $M (set SRA_SHARED)"; exit 0
 fi
 
-check() { # name, expected exit (0 or nz), grep pattern on combined output, command...
-    local name=$1 want=$2 pat=$3; shift 3
-    local out rc
-    out=$("$@" 2>&1); rc=$?
-    if { [ "$want" = 0 ] && [ $rc -ne 0 ]; } || { [ "$want" = nz ] && [ $rc -eq 0 ]; }; then
-        echo "not ok - $name (exit $rc)"; sed 's/^/    /' <<<"$out" | head -20; return
-    fi
-    if ! grep -qE -- "$pat" <<<"$out"; then
-        echo "not ok - $name (no /$pat/)"; sed 's/^/    /' <<<"$out" | head -20; return
-    fi
-    echo "ok - $name"
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 for p in once lily-tom dog-sad; do
     text=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['text'])" "$M/reference/$p/ids.json")

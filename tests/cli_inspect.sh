@@ -7,18 +7,7 @@ T=$(mktemp -d /tmp/sra-cli-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 "$B/tests/cache_fixture" write "$T/a.h5" --docs 12 --d 32 --k 6 >/dev/null || { echo "not ok - fixture"; exit 1; }
 
-check() { # name, expected exit (0 or nz), grep pattern on combined output, command...
-    local name=$1 want=$2 pat=$3; shift 3
-    local out rc
-    out=$("$@" 2>&1); rc=$?
-    if { [ "$want" = 0 ] && [ $rc -ne 0 ]; } || { [ "$want" = nz ] && [ $rc -eq 0 ]; }; then
-        echo "not ok - $name (exit $rc)"; sed 's/^/    /' <<<"$out"; return
-    fi
-    if ! grep -qE -- "$pat" <<<"$out"; then
-        echo "not ok - $name (no /$pat/)"; sed 's/^/    /' <<<"$out"; return
-    fi
-    echo "ok - $name"
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 check summary 0 "12 docs, [0-9]+ atoms" "$B/sra-inspect" "$T/a.h5"
 check summary_tables 0 "/atoms/com/0 +12[0-9]x32|/atoms/com/0 +[0-9]+x32" "$B/sra-inspect" "$T/a.h5"

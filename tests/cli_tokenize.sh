@@ -10,18 +10,7 @@ PY=${SRA_PY:-/usr/bin/python3}
 T=$(mktemp -d /tmp/sra-cli-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-check() { # name, expected exit (0 or nz), grep pattern on combined output, command...
-    local name=$1 want=$2 pat=$3; shift 3
-    local out rc
-    out=$("$@" 2>&1); rc=$?
-    if { [ "$want" = 0 ] && [ $rc -ne 0 ]; } || { [ "$want" = nz ] && [ $rc -eq 0 ]; }; then
-        echo "not ok - $name (exit $rc)"; sed 's/^/    /' <<<"$out" | head -20; return
-    fi
-    if ! grep -qE -- "$pat" <<<"$out"; then
-        echo "not ok - $name (no /$pat/)"; sed 's/^/    /' <<<"$out" | head -20; return
-    fi
-    echo "ok - $name"
-}
+. "$(dirname "$0")/lib_cli.sh"
 
 G=$S/tokenizers/gpt2/tokenizer.json
 L=$S/tokenizers/llama2/tokenizer.json

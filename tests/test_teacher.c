@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "json_test.h"
 #include "npy.h"
 #include "teacher.h"
 #include "util.h"
@@ -34,26 +35,6 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
         if (d > m || d != d) m = d != d ? INFINITY : d;
     }
     return m;
-}
-
-/* ids of a JSON array (cJSON); returns the count or -1. */
-static int json_ids(const cJSON *a, int32_t *out, int cap) {
-    if (!cJSON_IsArray(a)) return -1;
-    int n = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        if (n >= cap || !cJSON_IsNumber(x)) return -1;
-        out[n++] = (int32_t)x->valuedouble;
-    }
-    return n;
-}
-
-static cJSON *read_json(const char *path) {
-    size_t n;
-    char *s = sra_read_file(path, &n);
-    cJSON *j = s ? cJSON_ParseWithLength(s, n) : NULL;
-    free(s);
-    return j;
 }
 
 /* ====================================================== 1. TinyStories */

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "json_test.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -39,18 +40,6 @@ static tok_tokenizer *load(const char *path) {
         return NULL;
     }
     return t;
-}
-
-/* ids of a JSON array; returns the count or -1. */
-static int json_ids(const cJSON *a, int32_t *out, int cap) {
-    if (!cJSON_IsArray(a)) return -1;
-    int n = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        if (n >= cap || !cJSON_IsNumber(x)) return -1;
-        out[n++] = (int32_t)x->valuedouble;
-    }
-    return n;
 }
 
 static void show_ids(const char *what, const int32_t *ids, size_t n) {

@@ -1,0 +1,19 @@
+# lib_cli.sh - sourced by the tests/cli_*.sh scripts (named so that tests/run.sh does not run it).
+#
+#   check NAME WANT PATTERN COMMAND...
+# runs COMMAND, and prints "ok - NAME" when its exit status is as WANT says
+# (0: success, nz: failure) and its stdout+stderr match the extended regex
+# PATTERN; otherwise "not ok - NAME" with the reason and the first lines of
+# the output (tests/run.sh counts these lines).
+check() {
+    local name=$1 want=$2 pat=$3; shift 3
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    if { [ "$want" = 0 ] && [ $rc -ne 0 ]; } || { [ "$want" = nz ] && [ $rc -eq 0 ]; }; then
+        echo "not ok - $name (exit $rc)"; sed 's/^/    /' <<<"$out" | head -20; return
+    fi
+    if ! grep -qE -- "$pat" <<<"$out"; then
+        echo "not ok - $name (no /$pat/)"; sed 's/^/    /' <<<"$out" | head -20; return
+    fi
+    echo "ok - $name"
+}
