@@ -242,9 +242,12 @@ static void head_forward(teacher *t, float *logits, const float *hidden, int R) 
     }
 }
 
-/* Runs the layers over N = B*Tq rows in t->x. Keys/values: written at
- * kdst/vdst (rows of NKV*HS), attention reads kall/vall (B,Tk,NKV,HS).
- * Captures hidden states and the mass when cap asks for them. */
+/* Runs the layers over N = B*Tq rows in t->x; leaves the final-norm output
+ * in t->h. Keys/values: with a KV cache (kc, vc: per layer kv_layer_stride
+ * floats of (max_T, NKV*HS)) this call's rows are written at row kv_off
+ * and attention reads the cache's first Tk rows; without one they live in
+ * t->k, t->v (B,Tk,NKV,HS). Captures hidden states and the mass when cap
+ * asks for them. */
 static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, float *kc, float *vc,
                       size_t kv_layer_stride, int kv_off, const teacher_capture *cap) {
     const cfg_model *c = &t->c;

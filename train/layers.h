@@ -60,10 +60,13 @@ void rope_forward(float *x, const float *cos, const float *sin, int N, int NH, i
  *   m_i = 1/NH sum_h 1/|Q_i| sum_{q in Q_i} A_h[q,i], Q_i = { valid q >= i };
  *   0 at padding keys. Computed per (b, h) block
  *   from the probabilities as they are made: never B*NH*T*T floats at once.
- *   scratch: attention_scratch_floats(Tq, Tk) floats per call (one call =
- *   one thread; the caller owns it; any float alignment; O(min(Tq,64)*Tk)).
+ *   scratch: attention_scratch_floats(Tq, Tk) floats (the caller owns it;
+ *   any float alignment; O(min(Tq,64)*Tk)), used when the call runs on one
+ *   thread; with layers_threads() > 1 the (b, h) items are shared among
+ *   threads, each with scratch allocated for the call.
  *   Scores are made per (b, h) in blocks of 64 query rows, each against
- *   only the keys it can see, by cblas_sgemm (plain loops below 4 rows).
+ *   only the keys it can see, by cblas_sgemm (plain loops below 4 rows),
+ *   normalized where they are used (output rows, mass weights).
  */
 size_t attention_scratch_floats(int Tq, int Tk);
 void attention_forward(float *out, float *mass, const float *q, const float *k, const float *v,
