@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tok_bpe_internal.h"
+#include "util.h"
 
 /* The word cache of a session has two parts. Short words (the bulk of
  * natural text) live in a 2-way set-associative table of 64-byte entries
@@ -118,17 +119,6 @@ void bpe_session_free(bpe_session *s) {
 }
 
 const char *bpe_session_error(const bpe_session *s) { return s->err; }
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
 
 /* ------------------------------------------------------------- utf-8 */
 
@@ -302,7 +292,7 @@ static int out_reserve(bpe_session *s, size_t n) {
 
 static int add_sym(bpe_session *s, int32_t *nsym, int32_t id, uint32_t len) {
     if (*nsym == INT32_MAX) return -1;
-    if (grow((void **)&s->syms, &s->syms_cap, (size_t)*nsym + 1, sizeof *s->syms)) return -1;
+    if (sra_grow((void **)&s->syms, &s->syms_cap, (size_t)*nsym + 1, sizeof *s->syms)) return -1;
     sym *y = &s->syms[*nsym];
     y->id = id;
     y->len = len;
@@ -329,7 +319,7 @@ static int32_t char_lookup(bpe_session *s, const char *w, size_t i, int cl, int 
         return model_id(m, w + i, (size_t)cl);
     }
     size_t n = (pre ? m->prefix_len : 0) + (size_t)cl + (suf ? m->suffix_len : 0), k = 0;
-    if (grow((void **)&s->key, &s->key_cap, n, 1)) return -2;
+    if (sra_grow((void **)&s->key, &s->key_cap, n, 1)) return -2;
     if (pre) { memcpy(s->key, m->prefix, m->prefix_len); k = m->prefix_len; }
     memcpy(s->key + k, w + i, (size_t)cl);
     k += (size_t)cl;
@@ -400,7 +390,7 @@ static int encode_miss(bpe_session *s, const char *w, size_t n) {
     if (nsym > 1 && nsym <= SCAN_MAX) {
         merge_scan(s, nsym);
     } else if (nsym > SCAN_MAX) {
-        if (grow((void **)&s->heap, &s->heap_cap, 2 * (size_t)nsym, sizeof *s->heap)) goto oom;
+        if (sra_grow((void **)&s->heap, &s->heap_cap, 2 * (size_t)nsym, sizeof *s->heap)) goto oom;
         merge_heap(s, nsym);
     }
 

@@ -15,21 +15,11 @@
 
 #include "tok_internal.h"
 #include "unicode.h"
+#include "util.h"
 
 const char *tok_session_error(const tok_session *s) { return s->err; }
 
 /* ============================================================ buffers */
-
-static int grow(void **p, size_t *cap, size_t need, size_t esz) {
-    if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) n *= 2;
-    void *q = realloc(*p, n * esz);
-    if (!q) return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
 
 static size_t clen(const char *s, size_t n) { /* length of the UTF-8 char at s (valid input) */
     unsigned char c = (unsigned char)s[0];
@@ -140,7 +130,7 @@ static int split_pieces(tok_session *ss, const tok_pre *p) {
         uint32_t a = ss->pc[k].a, b = ss->pc[k].b;
         nms = 0;
         uint32_t last = a;
-#define PUSHM(x, y, m) do { if (grow((void **)&ms, &mscap, nms + 1, sizeof *ms)) { rc = -1; break; } \
+#define PUSHM(x, y, m) do { if (sra_grow((void **)&ms, &mscap, nms + 1, sizeof *ms)) { rc = -1; break; } \
                             ms[nms].a = (x); ms[nms].b = (y); ms[nms].match = (m); nms++; } while (0)
         if (p->kind == P_SPLIT || p->kind == P_WHITESPACE || p->kind == P_BYTELEVEL) {
             size_t pos = 0, len = b - a;
@@ -209,7 +199,7 @@ static int split_pieces(tok_session *ss, const tok_pre *p) {
                 if (beh == B_MERGED_NEXT) top->a = m.a; else top->b = m.b;
                 continue;
             }
-            if (grow((void **)&ss->pc2, &ss->pc2cap, ss->npc2 + 1, sizeof *ss->pc2)) { rc = -1; break; }
+            if (sra_grow((void **)&ss->pc2, &ss->pc2cap, ss->npc2 + 1, sizeof *ss->pc2)) { rc = -1; break; }
             ss->pc2[ss->npc2].a = m.a;
             ss->pc2[ss->npc2].b = m.b;
             ss->npc2++;
@@ -277,7 +267,7 @@ static int encode_word(tok_session *ss, uint32_t a, uint32_t b) {
     const char *word = w->s + a;
     size_t wn = b - a;
     if (t->byte_level) { /* bytes -> the byte-level alphabet, remembering each char's byte */
-        if (grow((void **)&ss->word, &ss->wcap, 2 * wn, 1)) return -1;
+        if (sra_grow((void **)&ss->word, &ss->wcap, 2 * wn, 1)) return -1;
         uint32_t *src = realloc(ss->wsrc, ss->wcap * 4);
         if (!src) return -1;
         ss->wsrc = src;
@@ -352,7 +342,7 @@ static int encode_normalized(tok_session *ss, size_t x, size_t y) {
     ss->work.n = 0;
     if (astr_copy(&ss->work, &ss->ns, x, y)) return -1;
     ss->npc = 0;
-    if (grow((void **)&ss->pc, &ss->pccap, 1, sizeof *ss->pc)) return -1;
+    if (sra_grow((void **)&ss->pc, &ss->pccap, 1, sizeof *ss->pc)) return -1;
     ss->pc[0].a = 0;
     ss->pc[0].b = (uint32_t)ss->work.n;
     ss->npc = 1;

@@ -358,3 +358,14 @@ char *sra_read_file(const char *path, size_t *len) {
     if (len) *len = n;
     return b;
 }
+
+int sra_grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}

@@ -82,6 +82,10 @@ void sra_utc_iso8601(char out[32]);
  * escaped U+0000. NULL if the key is absent, not a string, or badly escaped.
  * A minimal scanner: the caller validates the line with cJSON first. */
 char *sra_json_get_string(const char *line, const char *key, size_t *len);
+/* Grows *p (an array of *cap elements of elem bytes) to hold at least
+ * need elements, doubling from 64; *p and *cap are updated only on
+ * success. Returns 0, or -1 when out of memory. */
+int sra_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (*len bytes,
  * len may be NULL); NULL with errno set when it cannot. */
 char *sra_read_file(const char *path, size_t *len);

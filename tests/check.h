@@ -11,6 +11,7 @@
 #ifndef SRA_CHECK_H
 #define SRA_CHECK_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,17 @@ static inline void check_skip_(const char *name, const char *why) {
 }
 
 static inline int check_summary(void) { return check_tests_failed_ ? 1 : 0; }
+
+/* max |a[i] - b[i]| in double; a NaN anywhere gives NaN/inf, which fails
+ * every "<= tolerance" check. */
+static inline double check_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
 
 /* Shared assets: $SRA_SHARED, default ../shared. */
 static inline const char *check_shared(void) {

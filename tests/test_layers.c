@@ -25,15 +25,6 @@ static float *rand_buf(size_t n, float amp) {
     for (size_t i = 0; i < n; i++) p[i] = amp * frand();
     return p;
 }
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d; // NaN propagates as a failure
-    }
-    return m;
-}
-
 // ----------------------------------------------------------------------------
 
 TEST(matmul_blas_vs_ref) {
@@ -45,7 +36,7 @@ TEST(matmul_blas_vs_ref) {
         for (int wb = 0; wb < 2; wb++) {
             matmul_forward(o1, x, w, wb ? bias : NULL, N, C, OC);
             matmul_forward_ref(o2, x, w, wb ? bias : NULL, N, C, OC);
-            double d = max_abs_diff(o1, o2, (size_t)N * OC);
+            double d = check_max_abs_diff(o1, o2, (size_t)N * OC);
             printf("  matmul N=%d C=%d OC=%d bias=%d: max |blas - ref| = %.3g\n", N, C, OC, wb, d);
             CHECK(d <= 2e-7 * C + 1e-6, "N=%d C=%d OC=%d: %g", N, C, OC, d);
         }
@@ -164,7 +155,7 @@ TEST(attention_blas_vs_ref) {
             const uint8_t *vd = pad ? valid : NULL;
             att_run(&x, vd, 0);
             att_run(&y, vd, 1);
-            double dout = max_abs_diff(x.out, y.out, nq), dm = max_abs_diff(x.mass, y.mass, (size_t)B * T);
+            double dout = check_max_abs_diff(x.out, y.out, nq), dm = check_max_abs_diff(x.mass, y.mass, (size_t)B * T);
             printf("  attention B=%d T=%d NH=%d NKV=%d HS=%d pad=%d: max |out - ref| = %.3g, |mass - ref| = %.3g\n",
                    B, T, NH, NKV, HS, pad, dout, dm);
             CHECK(dout < 2e-6 && dm < 1e-6, "out %g mass %g", dout, dm);
@@ -212,8 +203,8 @@ TEST(attention_last_rows) {
         CHECK(m == -1.0f, "mass written with Tq != Tk");
         double d = 0.0, dr = 0.0;
         for (int b = 0; b < B; b++) {
-            d = fmax(d, max_abs_diff(o + b * Tq * row, full + ((size_t)b * T + T - Tq) * row, Tq * row));
-            dr = fmax(dr, max_abs_diff(oref + b * Tq * row, fref + ((size_t)b * T + T - Tq) * row, Tq * row));
+            d = fmax(d, check_max_abs_diff(o + b * Tq * row, full + ((size_t)b * T + T - Tq) * row, Tq * row));
+            dr = fmax(dr, check_max_abs_diff(oref + b * Tq * row, fref + ((size_t)b * T + T - Tq) * row, Tq * row));
         }
         printf("  attention Tq=%d of Tk=%d: max |out - full forward's last rows| = %.3g (ref %.3g)\n", Tq, T, d, dr);
         CHECK(d < 2e-6 && dr == 0.0, "Tq=%d: %g, ref %g", Tq, d, dr);

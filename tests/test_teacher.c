@@ -28,15 +28,6 @@
 
 
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > m || d != d) m = d != d ? INFINITY : d;
-    }
-    return m;
-}
-
 /* ====================================================== 1. TinyStories */
 
 #define TS_PROMPTS 4
@@ -121,15 +112,15 @@ TEST(tinystories_forward) {
         if (teacher_forward(t, r.ids, NULL, 1, T, &cap)) {
             CHECK(0, "%s: %s", ts_names[k], teacher_errmsg(t));
         } else {
-            double dl = max_abs_diff(logits, r.logits.data, (size_t)T * V);
-            double df = max_abs_diff(fin, r.final.data, (size_t)T * C), dh = 0, hmax = 0;
+            double dl = check_max_abs_diff(logits, r.logits.data, (size_t)T * V);
+            double df = check_max_abs_diff(fin, r.final.data, (size_t)T * C), dh = 0, hmax = 0;
             for (int l = 0; l <= L; l++) {
-                double d = max_abs_diff(hid[l], r.hidden.data + (size_t)l * T * C, (size_t)T * C);
+                double d = check_max_abs_diff(hid[l], r.hidden.data + (size_t)l * T * C, (size_t)T * C);
                 if (d > dh) dh = d;
             }
             for (size_t i = 0; i < r.hidden.n; i++) if (fabs(r.hidden.data[i]) > hmax) hmax = fabs(r.hidden.data[i]);
             mass_from_attn(r.attn.data, T, mref);
-            double dm = max_abs_diff(mass, mref, (size_t)T);
+            double dm = check_max_abs_diff(mass, mref, (size_t)T);
             /* top-k: the reference's argmax, and log-probs as log_softmax of
              * the reference logits computed here in double */
             int topok = 1;
@@ -193,12 +184,12 @@ TEST(tinystories_batch) {
     else if (ok) {
         double dl = 0, dm = 0, df = 0;
         for (int k = 0; k < TS_PROMPTS; k++) {
-            double d = max_abs_diff(logits + (size_t)k * T * V, r[k].logits.data, (size_t)r[k].T * V);
+            double d = check_max_abs_diff(logits + (size_t)k * T * V, r[k].logits.data, (size_t)r[k].T * V);
             if (d > dl) dl = d;
-            d = max_abs_diff(fin + (size_t)k * T * C, r[k].final.data, (size_t)r[k].T * C);
+            d = check_max_abs_diff(fin + (size_t)k * T * C, r[k].final.data, (size_t)r[k].T * C);
             if (d > df) df = d;
             mass_from_attn(r[k].attn.data, r[k].T, mref);
-            d = max_abs_diff(mass + (size_t)k * T, mref, (size_t)r[k].T);
+            d = check_max_abs_diff(mass + (size_t)k * T, mref, (size_t)r[k].T);
             if (d > dm) dm = d;
             for (int i = r[k].T; i < T; i++) CHECK(mass[k * T + i] == 0, "mass at padding %d,%d", k, i);
         }
@@ -228,7 +219,7 @@ TEST(tinystories_greedy) {
             CHECK(0, "%s: %s", ts_names[k], teacher_errmsg(t));
         } else {
             /* the first step's logits equal the full forward's last row */
-            double d = max_abs_diff(logits, r.logits.data + (size_t)(r.T - 1) * V, (size_t)V);
+            double d = check_max_abs_diff(logits, r.logits.data + (size_t)(r.T - 1) * V, (size_t)V);
             CHECK(d <= 1e-4, "%s: prompt logits through the cache differ by %.3g", ts_names[k], d);
             for (int s = 0; s < r.n_greedy; s++) {
                 int32_t best = 0;
@@ -293,18 +284,18 @@ static void family_case(const char *dir, const char *name, const char *f32dir, d
             bad |= LOADNPY(rm, dir, "mass");
             if (bad) { CHECK(0, "%s: reference %d unreadable", name, b); continue; }
             size_t n = (size_t)len[b];
-            double d = max_abs_diff(logits + (size_t)b * T * V, rl.data, n * V);
+            double d = check_max_abs_diff(logits + (size_t)b * T * V, rl.data, n * V);
             if (d > dl) dl = d;
-            d = max_abs_diff(fin + (size_t)b * T * C, rf.data, n * C);
+            d = check_max_abs_diff(fin + (size_t)b * T * C, rf.data, n * C);
             if (d > df) df = d;
             for (int l = 0; l <= L; l++) {
-                d = max_abs_diff(hid[l] + (size_t)b * T * C, rh.data + (size_t)l * n * C, n * C);
+                d = check_max_abs_diff(hid[l] + (size_t)b * T * C, rh.data + (size_t)l * n * C, n * C);
                 if (d > dh) dh = d;
             }
-            d = max_abs_diff(mass + (size_t)b * T, rm.data, n);
+            d = check_max_abs_diff(mass + (size_t)b * T, rm.data, n);
             if (d > dm) dm = d;
             if (f32dir && !LOADNPY(fl, f32dir, "logits")) {
-                d = max_abs_diff(logits + (size_t)b * T * V, fl.data, n * V);
+                d = check_max_abs_diff(logits + (size_t)b * T * V, fl.data, n * V);
                 if (d > dd) dd = d;
                 npy_free(&fl);
             }
@@ -358,7 +349,7 @@ TEST(tinystories_half) {
             teacher_capture cap = {.logits = lg};
             if (teacher_forward(t, r.ids, NULL, 1, r.T, &cap)) CHECK(0, "%s", teacher_errmsg(t));
             else {
-                double d = max_abs_diff(lg, r.logits.data, (size_t)r.T * V);
+                double d = check_max_abs_diff(lg, r.logits.data, (size_t)r.T * V);
                 if (d > worst) worst = d;
             }
             free(lg);

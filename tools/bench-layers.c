@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "layers.h"
+#include "util.h"
 
 static void usage(void) {
     fprintf(stderr,
@@ -44,12 +45,6 @@ static void *xmalloc(size_t n) {
         exit(1);
     }
     return p;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -103,9 +98,9 @@ static double best_of(void (*f)(bench *), bench *s, int reps) {
     f(s); // warm-up: page faults, OpenBLAS thread start
     double best = INFINITY;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = sra_now();
         f(s);
-        double dt = now() - t0;
+        double dt = sra_now() - t0;
         if (dt < best) best = dt;
     }
     return best;
@@ -142,9 +137,9 @@ int main(int argc, char **argv) {
     double t_mm = best_of(run_matmul, &s, reps);
     double t_att = best_of(run_att, &s, reps);
     double t_attm = best_of(run_att_mass, &s, reps);
-    double t0 = now();
+    double t0 = sra_now();
     run_att_ref(&s);
-    double t_ref = now() - t0;
+    double t_ref = sra_now() - t0;
     double t_topk = best_of(run_topk, &s, reps);
     double t_sort = best_of(run_sort, &s, reps < 2 ? reps : 2);
 
