@@ -21,12 +21,12 @@ cd "$ROOT"
 # Regenerated when missing or older than its generator.
 if NODE_PATH_HF=$(bash tests/hfref.sh "$SRA_BUILD"); then
     if [ ! -s "$SRA_BUILD/bpe_ref.jsonl" ] || [ tests/gen_bpe_ref.js -nt "$SRA_BUILD/bpe_ref.jsonl" ]; then
-        NODE_PATH=$NODE_PATH_HF node tests/gen_bpe_ref.js "$SRA_SHARED" "$SRA_BUILD/bpe_ref.jsonl.tmp" >"$SRA_BUILD/gen_ref.log" 2>&1 &&
+        NODE_PATH=$NODE_PATH_HF node tests/gen_bpe_ref.js "$SRA_SHARED" "$SRA_BUILD/bpe_ref.jsonl.tmp" >"$SRA_BUILD/gen_bpe_ref.log" 2>&1 &&
             mv "$SRA_BUILD/bpe_ref.jsonl.tmp" "$SRA_BUILD/bpe_ref.jsonl"
     fi
     if [ ! -s "$SRA_BUILD/tok_ref/index.txt" ] || [ tests/gen_tok_ref.js -nt "$SRA_BUILD/tok_ref/index.txt" ]; then
         rm -rf "$SRA_BUILD/tok_ref"
-        NODE_PATH=$NODE_PATH_HF node tests/gen_tok_ref.js "$SRA_SHARED" "$SRA_BUILD/tok_ref" >"$SRA_BUILD/gen_ref.log" 2>&1 ||
+        NODE_PATH=$NODE_PATH_HF node tests/gen_tok_ref.js "$SRA_SHARED" "$SRA_BUILD/tok_ref" >"$SRA_BUILD/gen_tok_ref.log" 2>&1 ||
             rm -rf "$SRA_BUILD/tok_ref"
     fi
 fi
