@@ -51,6 +51,11 @@ struct teacher {
     /* KV cache (teacher_gen_*) */
     float *kc, *vc;             /* (L, max_T, NKV*HS) */
     int gen_max, gen_len;
+    /* top-k of selected rows (teacher_capture.rows) */
+    float *hsel;                /* (logit_rows, C) gathered rows, then their indices */
+    int32_t *tk_ids;            /* (4096, tk_cap) */
+    float *tk_lp, *tk_tail;
+    int tk_cap;
 };
 
 static int fail(teacher *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -180,7 +185,7 @@ void teacher_free(teacher *t) {
     free(t->lt); free(t->inv_freq); free(t->norm_w); free(t->wbuf);
     free(t->x); free(t->h); free(t->q); free(t->k); free(t->v); free(t->att); free(t->g); free(t->u);
     free(t->cos); free(t->sin); free(t->scratch); free(t->logits); free(t->hblock); free(t->pos);
-    free(t->kc); free(t->vc);
+    free(t->kc); free(t->vc); free(t->hsel); free(t->tk_ids); free(t->tk_lp); free(t->tk_tail);
     free(t);
 }
 
@@ -303,6 +308,35 @@ static int embed(teacher *t, const int32_t *ids, size_t N) {
     return 0;
 }
 
+/* Logits (R,V) of rows r0.. (or of rows sel[0..R) when sel is given) ->
+ * the capture's logits and top-k outputs. */
+static void head_outputs(teacher *t, const teacher_capture *cap, const float *logits, int R, size_t r0,
+                         const size_t *sel) {
+    int V = t->c.vocab, k = cap->topk;
+    if (!sel) {
+        if (cap->logits) memcpy(cap->logits + r0 * V, logits, (size_t)R * V * sizeof(float));
+        if (k)
+            logsoftmax_topk(logits, R, V, k, cap->topk_ids + r0 * k, cap->topk_logprobs + r0 * k,
+                            cap->tail ? cap->tail + r0 : NULL);
+        return;
+    }
+    for (int r = 0; r < R; r++) {
+        const float *row = logits + (size_t)r * V;
+        size_t n = sel[r];
+        if (cap->logits) memcpy(cap->logits + n * V, row, (size_t)V * sizeof(float));
+    }
+    if (!k) return;
+    /* top-k of the block into the first rows' slots would clobber other
+     * rows: use per-block scratch (R,k) carved from t->tk */
+    logsoftmax_topk(logits, R, V, k, t->tk_ids, t->tk_lp, t->tk_tail);
+    for (int r = 0; r < R; r++) {
+        size_t n = sel[r];
+        memcpy(cap->topk_ids + n * k, t->tk_ids + (size_t)r * k, (size_t)k * sizeof(int32_t));
+        memcpy(cap->topk_logprobs + n * k, t->tk_lp + (size_t)r * k, (size_t)k * sizeof(float));
+        if (cap->tail) cap->tail[n] = t->tk_tail[r];
+    }
+}
+
 int teacher_forward(teacher *t, const int32_t *ids, const uint8_t *valid, int B, int T,
                     const teacher_capture *cap) {
     const cfg_model *c = &t->c;
@@ -315,20 +349,46 @@ int teacher_forward(teacher *t, const int32_t *ids, const uint8_t *valid, int B,
         return fail(t, "mass layer %d: the model has layers 1..%d", cap->mass_layer, c->n_layers);
     if (cap && cap->topk && (cap->topk < 0 || cap->topk > c->vocab))
         return fail(t, "top-k %d: must be in 1..%d", cap->topk, c->vocab);
+    if (cap && cap->rows && cap->topk && cap->topk > t->tk_cap) {
+        free(t->tk_ids); free(t->tk_lp); free(t->tk_tail);
+        size_t rk = (size_t)4096 * (size_t)cap->topk; /* logit_rows <= 4096 */
+        t->tk_ids = malloc(rk * sizeof(int32_t));
+        t->tk_lp = malloc(rk * sizeof(float));
+        t->tk_tail = malloc(4096 * sizeof(float));
+        t->tk_cap = t->tk_ids && t->tk_lp && t->tk_tail ? cap->topk : 0;
+        if (!t->tk_cap) return fail(t, "out of memory for top-k");
+    }
     size_t N = (size_t)B * T;
     if (grow_acts(t, N, T, T) || embed(t, ids, N)) return -1;
     for (size_t n = 0; n < N; n++) t->pos[n] = (int32_t)(n % (size_t)T);
     if (run_layers(t, B, T, T, valid, NULL, NULL, 0, 0, cap)) return -1;
-    int C = c->hidden, V = c->vocab;
+    int C = c->hidden;
     if (cap && cap->final_hidden) memcpy(cap->final_hidden, t->h, N * C * sizeof(float));
     if (!cap || (!cap->topk && !cap->logits)) return 0;
-    for (size_t r0 = 0; r0 < N; r0 += (size_t)t->logit_rows) {
-        int R = N - r0 < (size_t)t->logit_rows ? (int)(N - r0) : t->logit_rows;
-        head_forward(t, t->logits, t->h + r0 * C, R);
-        if (cap->logits) memcpy(cap->logits + r0 * V, t->logits, (size_t)R * V * sizeof(float));
-        if (cap->topk)
-            logsoftmax_topk(t->logits, R, V, cap->topk, cap->topk_ids + r0 * cap->topk,
-                            cap->topk_logprobs + r0 * cap->topk, cap->tail ? cap->tail + r0 : NULL);
+    if (!cap->rows) {
+        for (size_t r0 = 0; r0 < N; r0 += (size_t)t->logit_rows) {
+            int R = N - r0 < (size_t)t->logit_rows ? (int)(N - r0) : t->logit_rows;
+            head_forward(t, t->logits, t->h + r0 * C, R);
+            head_outputs(t, cap, t->logits, R, r0, NULL);
+        }
+        return 0;
+    }
+    /* selected rows only: gather up to logit_rows of them into t->hsel,
+     * run the head on the block, scatter the results to their rows */
+    if (!t->hsel && !(t->hsel = malloc((size_t)t->logit_rows * (C * sizeof(float) + sizeof(size_t)))))
+        return fail(t, "out of memory for the selected rows");
+    size_t *sel = (size_t *)(t->hsel + (size_t)t->logit_rows * C);
+    int R = 0;
+    for (size_t n = 0; n <= N; n++) {
+        if (n < N && cap->rows[n]) {
+            memcpy(t->hsel + (size_t)R * C, t->h + n * C, (size_t)C * sizeof(float));
+            sel[R++] = n;
+        }
+        if (R == t->logit_rows || (n == N && R > 0)) {
+            head_forward(t, t->logits, t->hsel, R);
+            head_outputs(t, cap, t->logits, R, 0, sel);
+            R = 0;
+        }
     }
     return 0;
 }

@@ -62,6 +62,11 @@ typedef struct {
     float *topk_logprobs;    /* (B,T,k) */
     float *tail;             /* (B,T) 1 - sum of top-k probabilities */
     float *logits;           /* (B,T,V) */
+    /* (B,T) or NULL (every row): top-k and logits only for rows where it
+     * is 1, the other rows of their outputs left untouched. The LM head
+     * is the largest matmul of a big-vocabulary model, and sra-extract
+     * needs it only at atom ends. */
+    const uint8_t *rows;
 } teacher_capture;
 
 /* ids (B,T); valid (B,T) or NULL (all real). Returns 0 or < 0 with

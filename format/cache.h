@@ -91,6 +91,10 @@ typedef struct {
     int64_t record_start, record_end;     /* records [start, end) of the dataset */
     int64_t shard_index, shard_count;     /* 0 <= index < count */
     const char *settings_json;            /* the extractor's full settings */
+    const char *stats_json;               /* the extractor's counts for this shard
+                                             (JSON object): written at finish by
+                                             cache_writer_set_stats; reader: "{}"
+                                             when the attribute is absent */
 
     /* Blobs. Writer: the bytes to store (teacher tokenizer and config are
      * required, the student tokenizer only with atoms = "student").
@@ -138,6 +142,9 @@ int cache_writer_open(cache_writer **w, const char *path, const cache_meta *m,
                       const cache_write_opts *opts);
 /* Appends one document (validated against the meta: ranges, shapes, ids). */
 int cache_writer_add(cache_writer *w, const cache_doc *d);
+/* Root attribute stats_json, written by cache_writer_finish (copied;
+ * a later call replaces it). */
+int cache_writer_set_stats(cache_writer *w, const char *stats_json);
 /* Flushes, sets complete = 1, closes, fsyncs and renames PATH.tmp -> PATH. */
 int cache_writer_finish(cache_writer *w);
 /* Frees; a writer that did not finish removes its PATH.tmp. NULL is fine. */

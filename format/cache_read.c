@@ -352,6 +352,11 @@ static int read_meta(cache_reader *r) {
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if ((rc = need_str(r, names[i], fields[i]))) return rc;
     if ((rc = need_str(r, "hidden_dtype", &dtype))) return rc;
+    /* optional (added within version 1): the extractor's counts */
+    char *stats = NULL;
+    rc = h5_attr_get_str(r->file, "stats_json", &stats);
+    if (rc < 0) return fail(r, SRA_E_FORMAT, "root attribute '%s' is %s", "stats_json", "unreadable");
+    m->stats_json = rc == 0 ? "{}" : (r->strs[r->nstrs++] = stats);
     if ((rc = need_i64(r, "teacher_vocab_size", &m->teacher_vocab_size)) ||
         (rc = need_i64(r, "hidden_size", &m->hidden_size)) ||
         (rc = need_i64(r, "topk", &m->topk)) ||

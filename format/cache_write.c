@@ -47,6 +47,7 @@ struct cache_writer {
     size_t zcap;
     int64_t n_docs, n_atoms, n_text;
     int finished, failed;
+    char *stats;  /* stats_json for finish, or NULL */
 };
 
 void cache_write_opts_default(cache_write_opts *o) {
@@ -482,6 +483,14 @@ static int fsync_path(const char *path, int dir) {
     return rc;
 }
 
+int cache_writer_set_stats(cache_writer *w, const char *stats_json) {
+    char *s = strdup(stats_json ? stats_json : "{}");
+    if (!s) return sra_err_set(&w->err, SRA_E_NOMEM, "%s: out of memory", w->path);
+    free(w->stats);
+    w->stats = s;
+    return 0;
+}
+
 int cache_writer_finish(cache_writer *w) {
     if (w->failed || w->finished)
         return sra_err_set(&w->err, SRA_E_ARG, "%s: writer is %s", w->path,
@@ -491,7 +500,9 @@ int cache_writer_finish(cache_writer *w) {
         if (rc) return rc;
     }
     h5_lock();
-    int rc = h5_attr_put_u8(w->file, "complete", 1) ? fail_h5(w, "setting", "complete") : 0;
+    int rc = 0;
+    if (w->stats && h5_attr_put_str(w->file, "stats_json", w->stats)) rc = fail_h5(w, "writing", "stats_json");
+    if (!rc && h5_attr_put_u8(w->file, "complete", 1)) rc = fail_h5(w, "setting", "complete");
     close_all(w);
     h5_unlock();
     if (rc) return rc;
@@ -524,6 +535,7 @@ void cache_writer_free(cache_writer *w) {
     sra_zstd_cctx_free(w->cctx);
     free(w->zbuf);
     free(w->sbuf);
+    free(w->stats);
     free(w->path);
     free(w->tmp);
     free(w);

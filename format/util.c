@@ -310,6 +310,7 @@ void sra_progress_begin(sra_progress *p, FILE *out, const char *what, double tot
     p->done = 0;
     p->t0 = p->last = sra_now();
     p->tty = out && isatty(fileno(out));
+    p->note[0] = 0;
 }
 
 void sra_progress_update(sra_progress *p, double done) {
@@ -321,10 +322,10 @@ void sra_progress_update(sra_progress *p, double done) {
     double el = now - p->t0, rate = el > 0 ? done / el : 0;
     if (p->total > 0) {
         double eta = rate > 0 ? (p->total - done) / rate : 0;
-        fprintf(p->out, "\r%s: %.0f/%.0f (%.1f%%) %.1f/s ETA %.0fs   ", p->what,
-                done, p->total, 100.0 * done / p->total, rate, eta);
+        fprintf(p->out, "\r%s: %.0f/%.0f (%.1f%%) %.1f/s %s ETA %.0fs   ", p->what,
+                done, p->total, 100.0 * done / p->total, rate, p->note, eta);
     } else {
-        fprintf(p->out, "\r%s: %.0f %.1f/s   ", p->what, done, rate);
+        fprintf(p->out, "\r%s: %.0f %.1f/s %s   ", p->what, done, rate, p->note);
     }
     fflush(p->out);
 }

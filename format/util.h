@@ -104,6 +104,7 @@ typedef struct {
     double done;
     double t0, last;
     int tty;
+    char note[96];      /* printed after the rate on the TTY line when set */
 } sra_progress;
 
 void sra_progress_begin(sra_progress *p, FILE *out, const char *what, double total);

@@ -118,6 +118,7 @@ static void print_summary(cache_reader *r) {
            (long long)m->record_start, (long long)m->record_end);
     printf("  shard           %lld of %lld\n", (long long)m->shard_index, (long long)m->shard_count);
     printf("  settings        %s\n", m->settings_json);
+    printf("  extract stats   %s\n", m->stats_json);
     int64_t nd = cache_n_docs(r), na = cache_n_atoms(r);
     printf("  counts          %lld docs, %lld atoms (%.1f per doc), %lld text bytes\n", (long long)nd,
            (long long)na, nd ? (double)na / (double)nd : 0.0, (long long)cache_text_bytes(r));

@@ -45,6 +45,11 @@ int layers_threads(void) {
     pthread_once(&g_threads_once, threads_init);
     return g_threads;
 }
+
+void layers_set_threads(int n) {
+    if (n >= 1 && !g_threads) /* not yet fixed (threads_init sets it >= 1) */ openblas_set_num_threads(n);
+    (void)layers_threads();
+}
 typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
 typedef struct { range_fn fn; void *arg; size_t i0, i1; } range_part;
 
@@ -676,4 +681,47 @@ void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, flo
     topk_args a = {logits, V, k, ids, logprobs, tail};
     size_t per = (size_t)(1 << 16) / (size_t)V + 1; // rows per thread worth starting one
     par_range((size_t)N, per, topk_rows, &a);
+}
+
+/* ----------------------------------------------------------- self mass */
+
+size_t self_mass_scratch_floats(int n, int C) { return (size_t)n * (size_t)C + (size_t)64 * (size_t)n; }
+
+void self_mass_forward(float *mass, const float *h, int n, int C, float *scratch) {
+    // h (n,C) -> mass (n); scratch: x (n,C) then a (64,n) block of scores
+    if (n <= 0) return;
+    if (n == 1) { mass[0] = 1.0f; return; }
+    float *x = scratch, *s = scratch + (size_t)n * C;
+    for (int i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * C;
+        double mean = 0, var = 0;
+        for (int c = 0; c < C; c++) mean += hi[c];
+        mean /= C;
+        for (int c = 0; c < C; c++) var += (hi[c] - mean) * (hi[c] - mean);
+        double sd = sqrt(var / C);
+        float inv = (float)(sd > 0 ? 1.0 / sd : 1.0);
+        for (int c = 0; c < C; c++) x[(size_t)i * C + c] = hi[c] * inv;
+    }
+    for (int i = 0; i < n; i++) mass[i] = 0;
+    float scale = (float)(1.0 / sqrt((double)C));
+    for (int q0 = 0; q0 < n; q0 += 64) {
+        int R = n - q0 < 64 ? n - q0 : 64;
+        // s (R,n) = x[q0:q0+R] @ x^T / sqrt(C)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, n, C, scale, x + (size_t)q0 * C, C, x, C,
+                    0.0f, s, n);
+        for (int r = 0; r < R; r++) {
+            float *row = s + (size_t)r * n;
+            int q = q0 + r;
+            float mx = -INFINITY;
+            for (int k = 0; k < n; k++) if (k != q && row[k] > mx) mx = row[k];
+            double sum = 0;
+            for (int k = 0; k < n; k++) {
+                row[k] = k == q ? 0.0f : expf(row[k] - mx);
+                sum += row[k];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int k = 0; k < n; k++) mass[k] += row[k] * inv;
+        }
+    }
+    for (int i = 0; i < n; i++) mass[i] /= (float)(n - 1);
 }

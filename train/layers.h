@@ -30,6 +30,9 @@
 
 /* Threads the ops use (see above); the first call fixes it. */
 int layers_threads(void);
+/* Fixes the thread count to n (>= 1) when called before the first
+ * layers_threads(); later calls change nothing. For --threads flags. */
+void layers_set_threads(int n);
 
 /* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias(OC) (bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
@@ -90,5 +93,20 @@ void residual_forward(float *out, const float *x, size_t n);
  * log-prob -inf. Selection by a k-heap: one pass over each row, no sort
  * of V, no allocation. */
 void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, float *logprobs, float *tail);
+
+/* The `self:L` token mass of method.md §3, for one sequence: parameter-free
+ * similarity attention on hidden states h (n,C) (the n real tokens of the
+ * sequence, template tokens included, padding left out by the caller):
+ *   x_i = h_i / std(h_i)   (population std over the C channels, from the
+ *                           mean; h is not centered; 0 std counts as 1)
+ *   s_qk = x_q . x_k / sqrt(C), the diagonal q == k masked,
+ *   A = row softmax of s (over k != q),
+ *   mass_i = column mean = 1/(n-1) sum_{q != i} A[q,i]   -> mass (n).
+ * Not causal: every token sees every other (the rule reads the states, not
+ * the model's attention). n == 1 gives mass 1. scratch: n*C + n*64 floats
+ * (self_mass_scratch_floats), owned by the caller. The same function
+ * serves the student (issue 8), so both sides follow one formula. */
+size_t self_mass_scratch_floats(int n, int C);
+void self_mass_forward(float *mass, const float *h, int n, int C, float *scratch);
 
 #endif /* SRA_LAYERS_H */

@@ -1,0 +1,204 @@
+/*
+ * sra-extract - stage one: run the teacher once over a dataset and write
+ * the per-atom cache that sra-train streams (issue 6; the work is in
+ * extract/extract.h, this is flags, output and exit codes).
+ *
+ *   sra-extract --teacher DIR --data FILE [--data FILE ...] --out DIR [options]
+ *   sra-extract --finalize DIR
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extract.h"
+#include "layers.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: sra-extract --teacher DIR --data FILE [--data FILE ...] --out DIR [options]\n"
+        "       sra-extract --finalize DIR\n"
+        "input:\n"
+        "  --teacher DIR             config.json, *.safetensors, tokenizer.json (Hugging Face layout)\n"
+        "  --data FILE               .jsonl (one JSON object a line) or .txt; repeat for more files\n"
+        "  --text-field F            JSONL field with the text (default text)\n"
+        "  --prompt-field P --response-field R\n"
+        "                            JSONL prompt + response; the loss starts at the response\n"
+        "  --max-bytes N             .txt files are cut into documents of at most N bytes (65536)\n"
+        "what to store (method.md; all recorded in the cache):\n"
+        "  --atoms word|token|student  atom boundaries (default word)\n"
+        "  --student-tokenizer PATH  tokenizer.json of the student (required by --atoms student)\n"
+        "  --mass attn[:L]|self:L|uniform  token mass (default attn = attn:<last layer>)\n"
+        "  --layers L,L,...          hidden layers to store: 0..layers or 'final' (default final)\n"
+        "  --topk K                  next-token log-probs kept per atom (default 64)\n"
+        "  --dtype bf16|f16|f32      CoM element type (default bf16)\n"
+        "  --zstd-level N            0 (none) .. 22 (default 1)\n"
+        "  --max-tokens N            longer documents are cut between atoms (default min(max positions, 2048))\n"
+        "how to run:\n"
+        "  --shards N                number of shard files (default: one per 16 MiB of text)\n"
+        "  --shard I/N               make only shard I of N (a SLURM array task); then --finalize\n"
+        "  --batch N                 sequences per teacher forward (default 8)\n"
+        "  --threads N               compute threads (default: all cores)\n"
+        "  --strict                  stop at the first bad record instead of skipping it\n"
+        "  --metrics FILE            write the run's counts and timings as JSON\n"
+        "  --quiet                   no progress line or summary\n"
+        "  --finalize DIR            verify every shard of DIR and write DIR/manifest.json\n"
+        "Re-running the same command resumes: complete shards are kept, the rest made again.\n"
+        "example:\n"
+        "  sra-extract --teacher ../shared/models/tinystories-656k --data stories.jsonl --out cache/\n");
+}
+
+static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "sra-extract: %s '%s': expected an integer in %ld..%ld\n", flag, s, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_layers(const char *s, ext_settings *st) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    st->n_layers = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (st->n_layers == CACHE_MAX_LAYERS) {
+            fprintf(stderr, "sra-extract: --layers: at most %d layers\n", CACHE_MAX_LAYERS);
+            return -1;
+        }
+        int v;
+        if (!strcmp(tok, "final")) v = CACHE_LAYER_FINAL;
+        else if (parse_int("--layers", tok, 0, 100000, &v)) return -1;
+        for (int i = 0; i < st->n_layers; i++)
+            if (st->layers[i] == v) {
+                fprintf(stderr, "sra-extract: --layers: '%s' given twice\n", tok);
+                return -1;
+            }
+        st->layers[st->n_layers++] = v;
+    }
+    if (!st->n_layers) {
+        fprintf(stderr, "sra-extract: --layers '%s': expected a list such as 'final' or '4,8,final'\n", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_metrics(const char *path, const ext_report *r) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f,
+            "{\"records\": %lld, \"bad_records\": %lld, \"docs\": %lld, \"atoms\": %lld, \"teacher_tokens\": %lld, "
+            "\"split_records\": %lld, \"text_bytes\": %lld, \"shards_made\": %d, \"shards_skipped\": %d, "
+            "\"shards_total\": %d, \"seconds\": %.3f, \"forward_seconds\": %.3f, \"write_seconds\": %.3f, "
+            "\"tokens_per_second\": %.1f, \"payload_bytes\": %lld, \"file_bytes\": %lld, \"first_bad_records\": [",
+            (long long)r->records, (long long)r->bad_records, (long long)r->docs, (long long)r->atoms,
+            (long long)r->tokens, (long long)r->pieces_split, (long long)r->text_bytes, r->shards_made,
+            r->shards_skipped, r->shards_total, r->seconds, r->forward_seconds, r->write_seconds,
+            r->seconds > 0 ? r->tokens / r->seconds : 0.0, (long long)r->payload_bytes, (long long)r->file_bytes);
+    for (int i = 0; i < r->n_first_bad; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)r->first_bad[i]);
+    fprintf(f, "]}\n");
+    return fclose(f) ? -1 : 0;
+}
+
+int main(int argc, char **argv) {
+    ext_settings s;
+    ext_settings_default(&s);
+    s.progress = stderr;
+    const char **data = calloc((size_t)argc, sizeof *data);
+    const char *finalize = NULL, *metrics = NULL;
+    int threads = 0;
+    if (!data) return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); free(data); return 0; }
+        if (!strcmp(a, "--strict")) { s.strict = 1; continue; }
+        if (!strcmp(a, "--quiet")) { s.progress = NULL; continue; }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sra-extract: %s: %s\n", a, a[0] == '-' ? "missing its value" : "unexpected argument");
+            usage(stderr);
+            free(data);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int bad = 0;
+        if (!strcmp(a, "--teacher")) s.teacher_dir = v;
+        else if (!strcmp(a, "--data")) data[s.n_data++] = v;
+        else if (!strcmp(a, "--out")) s.out_dir = v;
+        else if (!strcmp(a, "--text-field")) s.data_opts.text_field = v;
+        else if (!strcmp(a, "--prompt-field")) s.data_opts.prompt_field = v;
+        else if (!strcmp(a, "--response-field")) s.data_opts.response_field = v;
+        else if (!strcmp(a, "--max-bytes")) {
+            int mb;
+            bad = parse_int(a, v, 4, INT_MAX, &mb);
+            s.data_opts.max_bytes = (size_t)mb;
+        } else if (!strcmp(a, "--student-tokenizer")) s.student_tokenizer = v;
+        else if (!strcmp(a, "--atoms")) {
+            int m = span_atoms_mode_parse(v);
+            if (m < 0) { fprintf(stderr, "sra-extract: --atoms '%s': expected word, token or student\n", v); bad = 1; }
+            else s.atoms = (span_atoms_mode)m;
+        } else if (!strcmp(a, "--mass")) {
+            if (ext_mass_parse(v, &s.mass, &s.mass_layer)) {
+                fprintf(stderr, "sra-extract: --mass '%s': expected attn, attn:L, self:L or uniform\n", v);
+                bad = 1;
+            }
+        } else if (!strcmp(a, "--layers")) bad = parse_layers(v, &s);
+        else if (!strcmp(a, "--topk")) bad = parse_int(a, v, 1, 1 << 20, &s.topk);
+        else if (!strcmp(a, "--dtype")) {
+            if (cache_dtype_parse(v, &s.dtype)) { fprintf(stderr, "sra-extract: --dtype '%s': expected bf16, f16 or f32\n", v); bad = 1; }
+        } else if (!strcmp(a, "--zstd-level")) bad = parse_int(a, v, 0, 22, &s.zstd_level);
+        else if (!strcmp(a, "--max-tokens")) bad = parse_int(a, v, 2, 1 << 24, &s.max_tokens);
+        else if (!strcmp(a, "--batch")) bad = parse_int(a, v, 1, 4096, &s.batch);
+        else if (!strcmp(a, "--threads")) bad = parse_int(a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--shards")) bad = parse_int(a, v, 1, 1000000, &s.shards);
+        else if (!strcmp(a, "--shard")) {
+            int i0, n0, used = 0;
+            if (sscanf(v, "%d/%d%n", &i0, &n0, &used) != 2 || v[used] || n0 < 1 || i0 < 0 || i0 >= n0) {
+                fprintf(stderr, "sra-extract: --shard '%s': expected I/N with 0 <= I < N (SLURM: "
+                                "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))\n", v);
+                bad = 1;
+            } else if (s.shards && s.shards != n0) {
+                fprintf(stderr, "sra-extract: --shard %s and --shards %d disagree\n", v, s.shards);
+                bad = 1;
+            } else { s.shard_index = i0; s.shards = n0; }
+        } else if (!strcmp(a, "--metrics")) metrics = v;
+        else if (!strcmp(a, "--finalize")) finalize = v;
+        else {
+            fprintf(stderr, "sra-extract: unknown option '%s'\n", a);
+            usage(stderr);
+            bad = 1;
+        }
+        if (bad) { free(data); return 2; }
+    }
+    s.data = data;
+    if (threads) layers_set_threads(threads);
+    sra_err e = {0};
+    ext_report rep = {0};
+    int rc;
+    if (finalize) {
+        rc = ext_finalize(finalize, s.progress, &rep, &e);
+    } else {
+        if (!s.teacher_dir || !s.n_data || !s.out_dir) {
+            fprintf(stderr, "sra-extract: --teacher, --data and --out are required\n");
+            usage(stderr);
+            free(data);
+            return 2;
+        }
+        if ((s.data_opts.prompt_field != NULL) != (s.data_opts.response_field != NULL)) {
+            fprintf(stderr, "sra-extract: --prompt-field and --response-field go together\n");
+            free(data);
+            return 2;
+        }
+        rc = ext_run(&s, &rep, &e);
+    }
+    if (metrics && write_metrics(metrics, &rep)) {
+        fprintf(stderr, "sra-extract: %s: cannot write metrics: %s\n", metrics, strerror(errno));
+        if (!rc) rc = -1;
+    }
+    if (rc) fprintf(stderr, "sra-extract: %s\n", e.msg[0] ? e.msg : "failed");
+    free(data);
+    return rc ? 1 : 0;
+}
