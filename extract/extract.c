@@ -90,8 +90,8 @@ static int survey(const ext_settings *s, data_survey *sv, sra_err *e) {
 /* ============================================================ settings */
 
 static const char *mass_name(const ext_settings *s, int L, char *buf, size_t n) {
-    if (s->mass == EXT_MASS_UNIFORM) return "uniform";
-    snprintf(buf, n, "%s:%d", s->mass == EXT_MASS_ATTN ? "attn" : "self",
+    if (s->mass == EXT_MASS_UNIFORM) snprintf(buf, n, "uniform");
+    else snprintf(buf, n, "%s:%d", s->mass == EXT_MASS_ATTN ? "attn" : "self",
              s->mass == EXT_MASS_ATTN && s->mass_layer == 0 ? L : s->mass_layer);
     return buf;
 }
