@@ -293,7 +293,7 @@ typedef struct {
     int nq;
     cache_writer *w;
     ext_report *rep;
-    double t_forward, t_write;
+    double t_forward, t_write, t_plan;
 } worker;
 
 static int grow_batch(worker *k, size_t rows, sra_err *e) {
@@ -605,7 +605,9 @@ static int make_shard(run_ctx *x, int idx, int64_t rec0, int64_t rec1, const cha
             continue;
         }
         plan_doc d;
+        double tp = sra_now();
         rc = plan_build(pc, rec.text, rec.len, rec.loss_start, &d, err, sizeof err);
+        k.t_plan += sra_now() - tp;
         if (rc == SRA_E_NOMEM) { rc = sra_err_set(e, rc, "out of memory"); goto done2; }
         if (rc) {
             char msg[700];
@@ -661,6 +663,7 @@ done:
     rep->text_bytes += my.text_bytes;
     rep->forward_seconds += k.t_forward;
     rep->write_seconds += k.t_write;
+    rep->plan_seconds += k.t_plan;
     return rc;
 }
 
@@ -801,6 +804,7 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     if ((rc = check_settings_file(s->out_dir, rs.json, e))) goto out;
 
     /* the shards this process owns */
+    rep->setup_seconds = sra_now() - t0;
     rep->shards_total = rs.shards;
     int lo = s->shard_index < 0 ? 0 : s->shard_index, hi = s->shard_index < 0 ? rs.shards : s->shard_index + 1;
     int64_t todo = 0;
@@ -841,7 +845,9 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     }
     if (s->shard_index < 0) {
         ext_report fin;
+        double tf = sra_now();
         rc = ext_finalize(s->out_dir, s->progress, &fin, e);
+        rep->finalize_seconds = sra_now() - tf;
         rep->payload_bytes = fin.payload_bytes;
         rep->file_bytes = fin.file_bytes;
     }

@@ -99,6 +99,9 @@ typedef struct {
     int64_t text_bytes;
     int shards_made, shards_skipped, shards_total;
     double seconds, forward_seconds, write_seconds;
+    double setup_seconds;     /* teacher load, hashing, the data pass (once per run) */
+    double plan_seconds;      /* reading records, tokenizing, atoms */
+    double finalize_seconds;  /* verification and manifest */
     int64_t payload_bytes, file_bytes;
 } ext_report;
 

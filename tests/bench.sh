@@ -18,6 +18,23 @@ echo "(B=4 sequences of 512, an extraction batch:)"
 "$BUILD/bench-forward" --T 512 --B 4 --reps 3 | grep -E "^forward|forward /|BENCH_JSON"
 
 echo
+echo "== sra-extract vs the bare teacher forward on the same sequences, same run (extract/extract.h)"
+if [ -f "$SHARED/models/tinystories-656k/model.safetensors" ]; then
+    EXT=$(mktemp -d /tmp/sra-bench-ext-XXXXXX)
+    head -c 300000 "$SHARED/corpus/tinyshakespeare.txt" > "$EXT/shakespeare.txt"
+    echo "-- TinyStories-656k (real, tiny: the worst case for overhead), 300 KB of Shakespeare"
+    "$BUILD/bench-extract" --teacher "$SHARED/models/tinystories-656k" --data "$EXT/shakespeare.txt"
+    echo "-- ~110M random Llama (bench-forward's) with the Llama-2 tokenizer, 24 KB of Moby-Dick"
+    "$BUILD/bench-forward" --write-model "$EXT/t110"
+    cp "$SHARED/tokenizers/llama2/tokenizer.json" "$EXT/t110/"
+    head -c 24000 "$SHARED/corpus/moby-dick.txt" > "$EXT/moby.txt"
+    "$BUILD/bench-extract" --teacher "$EXT/t110" --data "$EXT/moby.txt" --batch 4
+    rm -rf "$EXT"
+else
+    echo "skipped: needs $SHARED/models/tinystories-656k"
+fi
+
+echo
 echo "== layers: matmul and attention vs sgemm peak (train/layers.h)"
 "$BUILD/bench-layers"
 

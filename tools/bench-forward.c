@@ -6,8 +6,12 @@
  * largest matmul shape measured in the same run.
  *
  *   build/bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]
+ *   build/bench-forward --write-model DIR [--dtype F32|BF16]
+ * The second form only writes the model into DIR (for bench-extract, which
+ * adds a tokenizer.json with a 32000-token vocabulary).
  */
 #include <cblas.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +118,9 @@ static double sgemm_gflops(int M, int N, int K, int reps) {
 
 int main(int argc, char **argv) {
     int reps = 3, B = 1, T = 512, bf16 = 0;
+    const char *write_to = NULL;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--write-model") && i + 1 < argc) { write_to = argv[++i]; continue; }
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
@@ -122,6 +128,11 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]\n"); return 2; }
     }
     if (reps < 1 || B < 1 || T < 1 || T > 2048) { fprintf(stderr, "bench-forward: bad arguments\n"); return 2; }
+    if (write_to) {
+        if (mkdir(write_to, 0777) && errno != EEXIST) { perror(write_to); return 1; }
+        if (write_model(write_to, bf16)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", write_to); return 1; }
+        return 0;
+    }
     char dir[] = "/tmp/sra-bench-forward-XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     double t0 = sra_now();
