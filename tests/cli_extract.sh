@@ -81,6 +81,7 @@ no_shard_left() {
 # refused by the reader; fewer than N complete shards (the kill was mid-run).
 after_kill() {
     local d=$1 n=$2 f base complete=0
+    if [ ! -d "$d" ]; then echo "$d: no output folder (did sra-extract start? $(cat "$T/k.log"))"; return 1; fi
     if [ -e "$d/manifest.json" ]; then echo "manifest.json exists after kill -9"; return 1; fi
     for f in "$d"/*; do
         base=${f##*/}
@@ -140,7 +141,6 @@ D=$T/stories.jsonl
 names=(Lily Tom Ben Mia Sam Zoe Max)
 things=(ball cat tree boat cake kite dog)
 moods=(happy sad big small red)
-rec=0
 story() {
     local i=$1 extra="" j
     for ((j = 0; j < i % 6; j++)); do extra+=" They played with the ${things[(i + j) % 7]} all day."; done
@@ -179,6 +179,8 @@ check rerun_same_settings 0 "shards: 0 made, 1 already complete" "${RUN[@]}" --o
 # the payload does not depend on --batch or --threads
 check batch_threads_invariant_run 0 "shards: 1 made" "${RUN[@]}" --out "$T/j2" --batch 1 --threads 1
 check batch_threads_invariant 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/j1" "$T/j2"
+check threads_invariant_run 0 "shards: 1 made" "${RUN[@]}" --out "$T/j3" --batch 8 --threads 1
+check threads_invariant 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/j1" "$T/j3"
 check student_atoms 0 "shards: 1 made" "${RUN[@]}" --out "$T/st" --atoms student --student-tokenizer "$STOK" --batch 3
 
 # h5_same.py itself: it must see one changed bit, and usage errors exit 2
@@ -194,7 +196,9 @@ check h5_same_usage 0 "usage: h5_same.py" expect_rc 2 "$PY" "$SAME" "$T/j1"
 # ------------------------------------------- shards by separate processes
 "${RUN[@]}" --out "$T/p" --shard 0/2 --quiet > "$T/p0.log" 2>&1 & p0=$!
 "${RUN[@]}" --out "$T/p" --shard 1/2 --quiet > "$T/p1.log" 2>&1 & p1=$!
+bgpids=("$p0" "$p1")
 wait $p0; rc0=$?; wait $p1; rc1=$?
+bgpids=()
 check shard_processes 0 "both exited 0" bash -c "cat '$T/p0.log' '$T/p1.log'; [ $rc0 = 0 ] && [ $rc1 = 0 ] && echo both exited 0"
 check shard_processes_no_manifest 0 "no manifest" bash -c "[ ! -e '$T/p/manifest.json' ] && echo no manifest"
 check finalize 0 "2 shards verified, 44 records" "$X" --finalize "$T/p"
@@ -212,22 +216,24 @@ TXT=$T/shakespeare.txt
 head -c 250000 "$CORPUS" > "$TXT"
 KRUN=("$X" --teacher "$M" --data "$TXT" --max-bytes 1500 --shards 6)
 "${KRUN[@]}" --out "$T/k" --threads 1 --quiet > "$T/k.log" 2>&1 & kp=$!
-bgpids+=("$kp")
+bgpids=("$kp")
 for ((i = 0; i < 600; i++)); do
     compgen -G "$T/k/shard-*-of-00006.h5" > /dev/null && break
     kill -0 "$kp" 2>/dev/null || break
     sleep 0.05
 done
 kill -9 "$kp" 2>/dev/null; wait "$kp" 2>/dev/null
+bgpids=()
 check kill9_leaves_no_false_shard 0 "complete shards at the kill" after_kill "$T/k" 6
 check kill9_resume 0 "shards: [1-5] made, [1-5] already complete, of 6" "${KRUN[@]}" --out "$T/k"
 check kill9_resume_manifest 0 "complete True" manifest_is "$T/k" true 0
+check kill9_resume_no_tmp 0 "no .tmp" bash -c "! ls -A '$T/k' | grep -F .tmp && echo no .tmp left"
 check uninterrupted 0 "shards: 6 made, 0 already complete, of 6" "${KRUN[@]}" --out "$T/u"
 check kill9_resume_same 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/k" "$T/u"
 
 # ------------------------------------------ a truncated shard is made again
 cp -r "$T/u" "$T/tr"
 head -c 20000 "$T/u/shard-00002-of-00006.h5" > "$T/tr/shard-00002-of-00006.h5"
-check truncated_remade 0 "shard-00002-of-00006.h5: .*making it again(.|
-)*shards: 1 made, 5 already complete" "${KRUN[@]}" --out "$T/tr"
+check truncated_remade 0 "shards: 1 made, 5 already complete, of 6" logged "$T/tr.log" "${KRUN[@]}" --out "$T/tr"
+check truncated_detected 0 "shard-00002-of-00006.h5: .*making it again" cat "$T/tr.log"
 check truncated_remade_same 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/u" "$T/tr"

@@ -85,6 +85,35 @@ static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, ran
         if (ok[t]) pthread_join(th[t], NULL);
 }
 
+/* C (M,N) = alpha * A (M,K) @ B (N,K)^T, row-major with leading dimensions.
+ * Why not cblas_sgemm directly: Debian's OpenBLAS (0.3.21) runs calls with
+ * M*N below about 1216 through another kernel whose rounding differs, and
+ * from that size up gives every element bit for bit the same whatever M, N
+ * and the place of the row or column in the call (measured over shapes
+ * N = 16..2048, K = 16..768, every row offset and column block). A tiny
+ * call is therefore padded with zero rows up to M*N >= SGEMM_MIN_MN, so a
+ * row's result never depends on how rows were grouped: sra-extract's
+ * payload is the same for any --batch and --threads. */
+#define SGEMM_MIN_MN 2048
+static void sgemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float *C,
+                     int ldc) {
+    if ((long)M * N >= SGEMM_MIN_MN) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+        return;
+    }
+    int Mp = (SGEMM_MIN_MN + N - 1) / N;
+    float *Ap = calloc((size_t)Mp * K + (size_t)Mp * N, sizeof(float));
+    if (!Ap) { /* out of memory: still the right numbers, just not batch-invariant */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+        return;
+    }
+    float *Cp = Ap + (size_t)Mp * K;
+    for (int r = 0; r < M; r++) memcpy(Ap + (size_t)r * K, A + (size_t)r * lda, (size_t)K * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mp, N, K, alpha, Ap, K, B, ldb, 0.0f, Cp, N);
+    for (int r = 0; r < M; r++) memcpy(C + (size_t)r * ldc, Cp + (size_t)r * N, (size_t)N * sizeof(float));
+    free(Ap);
+}
+
 typedef struct { float *out; const float *inp, *weight, *bias; int N, C, OC; } matmul_args;
 
 /* Input rows [r0, r1): out[r0:r1, :] from inp[r0:r1, :] and all of weight. */
@@ -93,8 +122,7 @@ static void matmul_rows(void *a, size_t r0, size_t r1) {
     const int n = (int)(r1 - r0), C = m->C, OC = m->OC;
     if (n <= 0) return;
     float *out = m->out + r0 * (size_t)OC;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, C, 1.0f, m->inp + r0 * (size_t)C, C, m->weight, C,
-                0.0f, out, OC);
+    sgemm_nt(n, OC, C, 1.0f, m->inp + r0 * (size_t)C, C, m->weight, C, out, OC);
     if (m->bias)
         for (int r = 0; r < n; r++)
             for (int j = 0; j < OC; j++) out[(size_t)r * OC + j] += m->bias[j];
@@ -106,8 +134,7 @@ static void matmul_cols(void *a, size_t o0, size_t o1) {
     const int n = (int)(o1 - o0), N = m->N, C = m->C, OC = m->OC;
     if (n <= 0) return;
     float *out = m->out + o0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, C, 1.0f, m->inp, C, m->weight + o0 * (size_t)C, C,
-                0.0f, out, OC);
+    sgemm_nt(N, n, C, 1.0f, m->inp, C, m->weight + o0 * (size_t)C, C, out, OC);
     if (m->bias)
         for (int r = 0; r < N; r++) {
             float *o = out + (size_t)r * OC;
@@ -335,8 +362,14 @@ typedef struct {
 } att_job;
 
 /* Items [i0, i1) of b * NH + h. S is one block's scratch (attention_scratch
- * layout without the mass part); macc (B,Tk) doubles collects, when the
- * mass is wanted, the sum over heads and queries of A[q,i]. */
+ * layout without the mass part); macc (B,NH,Tk) doubles collects, when the
+ * mass is wanted, each head's sum over queries of A[q,i]: one slice per
+ * item, so the sums over heads can be taken afterwards in one fixed order
+ * whatever threads ran which items (the mass does not depend on the
+ * thread count).
+ * Query rows after a sequence's last real token are not computed (zeros):
+ * so a sequence's blocks, and with them every BLAS call and its rounding,
+ * are the same whether it runs alone or padded inside a batch. */
 static void attention_items(const att_job *J, int i0, int i1, float *S, double *macc) {
     const int Tq = J->Tq, Tk = J->Tk, NH = J->NH, HS = J->HS;
     const int off = Tk - Tq, rep = NH / J->NKV;
@@ -352,8 +385,15 @@ static void attention_items(const att_job *J, int i0, int i1, float *S, double *
         const float *kg = J->k + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
         const float *vg = J->v + (size_t)b * Tk * ks + (size_t)(h / rep) * HS;
         float *oh = J->out + (size_t)b * Tq * qs + (size_t)h * HS;
-        for (int r0 = 0; r0 < Tq; r0 += qb) {
-            const int nr = Tq - r0 < qb ? Tq - r0 : qb;
+        int Tv = Tq; // query rows up to the last real one
+        if (vb) {
+            while (Tv > 0 && !vb[off + Tv - 1]) Tv--;
+            for (int t = Tv; t < Tq; t++) memset(oh + (size_t)t * qs, 0, (size_t)HS * sizeof(float));
+        }
+        double *mb = J->want_mass ? macc + ((size_t)b * NH + h) * Tk : NULL;
+        if (mb) memset(mb, 0, (size_t)Tk * sizeof(double));
+        for (int r0 = 0; r0 < Tv; r0 += qb) {
+            const int nr = Tv - r0 < qb ? Tv - r0 : qb;
             const int nk = off + r0 + nr; // keys the block's last row sees
             const float *qr = qh + (size_t)r0 * qs;
             float *orow = oh + (size_t)r0 * qs;
@@ -381,8 +421,7 @@ static void attention_items(const att_job *J, int i0, int i1, float *S, double *
             }
             /* rows are normalized where they are used, not in S: one pass
              * over the block fewer */
-            if (J->want_mass) { // colsum (nk) = A^T 1 = S^T inv (padding rows are 0), then into double
-                double *mb = macc + (size_t)b * Tk;
+            if (mb) { // colsum (nk) = A^T 1 = S^T inv (padding rows are 0), then into double
                 cblas_sgemv(CblasRowMajor, CblasTrans, nr, nk, 1.0f, S, nk, inv, 1, 0.0f, colsum, 1);
                 for (int j = 0; j < nk; j++) mb[j] += colsum[j];
             }
@@ -428,7 +467,7 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
     // query row t sits at position off + t and sees keys 0..off + t
     if (B <= 0 || Tq <= 0 || Tk < Tq || NKV <= 0 || NH % NKV) return; // outside the contract
     if (Tq != Tk) mass = NULL;
-    const att_job J = {out, q, k, v, valid, B, Tq, Tk, NH, NKV, HS, mass != NULL};
+    const att_job J = {out, q, k, v, valid, B, Tq, Tk, NH, NKV, HS, 0};
     const int items = B * NH, qb = Tq < ATT_QB ? Tq : ATT_QB;
     /* The per-head matmuls are small (qb x Tk x HS), so the (b, h) items
      * are shared out among the layers' threads, each running
@@ -438,57 +477,54 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
     if (nt > items) nt = items;
     if (Tq < ATT_SMALL) nt = 1;
     size_t sfl = (size_t)qb * Tk + qb + Tk;               // floats of one thread's block scratch
-    size_t mdbl = mass ? (size_t)B * Tk : 0;              // doubles of one thread's mass sums
+    /* per-head mass sums (B,NH,Tk) doubles, summed over heads in order at
+     * the end; with one thread and B = 1 the caller's scratch has room for
+     * one head's worth only, so the buffer is allocated here */
+    double *hsum = NULL;
+    if (mass && !(hsum = malloc((size_t)B * NH * Tk * sizeof(double)))) {
+        // out of memory: the contract has no error path, so the mass says it loudly
+        for (size_t i = 0; i < (size_t)B * Tk; i++) mass[i] = NAN;
+        mass = NULL;
+    }
     char *mem = NULL;
-    if (nt > 1) mem = malloc((size_t)nt * (sfl * sizeof(float) + mdbl * sizeof(double) + 64));
+    if (nt > 1) mem = malloc((size_t)nt * (sfl * sizeof(float) + 64));
     if (!mem) nt = 1;
+    att_job Jm = J;
+    Jm.want_mass = mass != NULL;
     if (nt == 1) {
-        /* the caller's scratch: block part, then B*Tk doubles do not fit
-         * attention_scratch_floats(Tq, Tk) for B > 1, so sum per batch row */
-        uintptr_t ap = ((uintptr_t)(scratch + sfl) + 7) & ~(uintptr_t)7;
-        double *macc = (double *)ap; // (Tk)
-        for (int b = 0; b < B; b++) {
-            if (mass) memset(macc, 0, (size_t)Tk * sizeof(double));
-            att_job Jb = J;
-            Jb.out = out + (size_t)b * Tq * NH * HS;
-            Jb.q = q + (size_t)b * Tq * NH * HS;
-            Jb.k = k + (size_t)b * Tk * NKV * HS;
-            Jb.v = v + (size_t)b * Tk * NKV * HS;
-            Jb.valid = valid ? valid + (size_t)b * Tk : NULL;
-            Jb.B = 1;
-            attention_items(&Jb, 0, NH, scratch, macc);
-            if (mass) mass_finish(mass + (size_t)b * Tk, macc, Jb.valid, Tk, NH);
+        attention_items(&Jm, 0, items, scratch, hsum);
+    } else {
+        att_part parts[ATT_MAX_THREADS];
+        pthread_t th[ATT_MAX_THREADS];
+        int started[ATT_MAX_THREADS] = {0};
+        char *m = mem;
+        for (int t = 0; t < nt; t++) {
+            parts[t].J = &Jm;
+            parts[t].i0 = (int)((long)items * t / nt);
+            parts[t].i1 = (int)((long)items * (t + 1) / nt);
+            parts[t].S = (float *)m;
+            m += sfl * sizeof(float);
+            m = (char *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
+            parts[t].macc = hsum;
         }
-        return;
-    }
-    att_part parts[ATT_MAX_THREADS];
-    pthread_t th[ATT_MAX_THREADS];
-    int started[ATT_MAX_THREADS] = {0};
-    char *m = mem;
-    for (int t = 0; t < nt; t++) {
-        parts[t].J = &J;
-        parts[t].i0 = (int)((long)items * t / nt);
-        parts[t].i1 = (int)((long)items * (t + 1) / nt);
-        parts[t].S = (float *)m;
-        m += sfl * sizeof(float);
-        m = (char *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
-        parts[t].macc = (double *)m;
-        m += mdbl * sizeof(double);
-        if (mdbl) memset(parts[t].macc, 0, mdbl * sizeof(double));
-    }
-    for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, attention_thread, &parts[t]) == 0;
-    for (int t = 1; t < nt; t++) /* a thread that could not start: its share runs here */
-        if (!started[t]) attention_thread(&parts[t]);
-    attention_thread(&parts[0]);
-    for (int t = 1; t < nt; t++)
-        if (started[t]) pthread_join(th[t], NULL);
-    if (mass) {
+        for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, attention_thread, &parts[t]) == 0;
+        for (int t = 1; t < nt; t++) /* a thread that could not start: its share runs here */
+            if (!started[t]) attention_thread(&parts[t]);
+        attention_thread(&parts[0]);
         for (int t = 1; t < nt; t++)
-            for (size_t i = 0; i < mdbl; i++) parts[0].macc[i] += parts[t].macc[i];
-        for (int b = 0; b < B; b++)
-            mass_finish(mass + (size_t)b * Tk, parts[0].macc + (size_t)b * Tk, valid ? valid + (size_t)b * Tk : NULL,
-                        Tk, NH);
+            if (started[t]) pthread_join(th[t], NULL);
     }
+    if (mass) {
+        for (int b = 0; b < B; b++) {
+            double *acc = hsum + (size_t)b * NH * Tk; // heads summed into head 0's slice, in order
+            for (int h = 1; h < NH; h++) {
+                const double *hh = acc + (size_t)h * Tk;
+                for (int j = 0; j < Tk; j++) acc[j] += hh[j];
+            }
+            mass_finish(mass + (size_t)b * Tk, acc, valid ? valid + (size_t)b * Tk : NULL, Tk, NH);
+        }
+    }
+    free(hsum);
     free(mem);
 }
 
@@ -707,8 +743,7 @@ void self_mass_forward(float *mass, const float *h, int n, int C, float *scratch
     for (int q0 = 0; q0 < n; q0 += 64) {
         int R = n - q0 < 64 ? n - q0 : 64;
         // s (R,n) = x[q0:q0+R] @ x^T / sqrt(C)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, n, C, scale, x + (size_t)q0 * C, C, x, C,
-                    0.0f, s, n);
+        sgemm_nt(R, n, C, scale, x + (size_t)q0 * C, C, x, C, s, n);
         for (int r = 0; r < R; r++) {
             float *row = s + (size_t)r * n;
             int q = q0 + r;
