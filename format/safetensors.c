@@ -14,6 +14,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -654,4 +655,59 @@ void st_to_f32(const st_tensor *t, size_t off, size_t n, float *out) {
         uint32_t u = 0x7fc00000u;
         memcpy(&out[i], &u, 4);
     }
+}
+
+/* ============================================================== writing */
+
+int st_write_f32(const char *path, const st_out *t, int n, const char *const *meta, int n_meta, char *err,
+                 size_t errlen) {
+    cJSON *h = cJSON_CreateObject();
+    if (!h) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    if (n_meta > 0) {
+        cJSON *m = cJSON_AddObjectToObject(h, "__metadata__");
+        for (int i = 0; m && i < n_meta; i++) cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(h, t[i].name), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
+        size_t numel = 1;
+        for (int d = 0; d < t[i].ndim; d++) {
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
+            numel *= (size_t)t[i].shape[d];
+        }
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddItemToObject(e, "shape", shape);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + numel * 4)));
+        cJSON_AddItemToObject(e, "data_offsets", offs);
+        off += numel * 4;
+    }
+    char *js = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!js) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    size_t hl = strlen(js), padded = (hl + 7) / 8 * 8; /* data aligned to 8 bytes */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int bad = !f;
+    if (f) {
+        uint8_t len[8];
+        for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+        bad |= fwrite(len, 1, 8, f) != 8 || fwrite(js, 1, hl, f) != hl;
+        for (size_t i = hl; i < padded && !bad; i++) bad |= fputc(' ', f) == EOF;
+        for (int i = 0; i < n && !bad; i++) {
+            size_t numel = 1;
+            for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
+            bad |= fwrite(t[i].data, 4, numel, f) != numel; /* little-endian hosts only (x86, arm64) */
+        }
+        bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+        bad |= fclose(f) != 0;
+    }
+    free(js);
+    if (bad || rename(tmp, path)) {
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
 }

@@ -77,4 +77,21 @@ const st_tensor *st_get(st_file *f, const char *name, int ndim, const int64_t *s
  * ST_OTHER tensor, are written as NaN (never read out of bounds). */
 void st_to_f32(const st_tensor *t, size_t off, size_t n, float *out);
 
+/* ------------------------------------------------------------- writing */
+
+/* One float32 tensor to write. */
+typedef struct {
+    const char *name;
+    int ndim;            /* 1..4 */
+    int64_t shape[4];
+    const float *data;   /* product(shape) floats */
+} st_out;
+
+/* Writes a safetensors file of F32 tensors, in the order given, with
+ * "__metadata__" holding the n_meta (key, value) string pairs
+ * meta[2i], meta[2i+1]. Written to path.tmp, flushed, then renamed: a
+ * reader never sees half a file. Returns 0, or -1 with err naming the file. */
+int st_write_f32(const char *path, const st_out *t, int n, const char *const *meta, int n_meta, char *err,
+                 size_t errlen);
+
 #endif /* SRA_SAFETENSORS_H */

@@ -168,6 +168,62 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
     }
 }
 
+typedef struct { float *dinp, *dweight, *dbias; const float *dout, *inp, *weight; int N, C, OC; } matmul_back_args;
+
+/* Rows [r0, r1) of dinp: dinp[r0:r1] (n,C) += dout[r0:r1] (n,OC) @ weight (OC,C). */
+static void matmul_back_rows(void *a, size_t r0, size_t r1) {
+    const matmul_back_args *m = a;
+    const int n = (int)(r1 - r0), C = m->C, OC = m->OC;
+    if (n <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, OC, 1.0f, m->dout + r0 * (size_t)OC, OC,
+                m->weight, C, 1.0f, m->dinp + r0 * (size_t)C, C);
+}
+
+/* Output channels [o0, o1): dweight rows o0..o1 (n,C) += dout[:, o0:o1]^T
+ * (n,N) @ inp (N,C), and dbias[o0:o1]. */
+static void matmul_back_cols(void *a, size_t o0, size_t o1) {
+    const matmul_back_args *m = a;
+    const int n = (int)(o1 - o0), N = m->N, C = m->C, OC = m->OC;
+    if (n <= 0) return;
+    if (m->dweight && C > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, C, N, 1.0f, m->dout + o0, OC, m->inp, C, 1.0f,
+                    m->dweight + o0 * (size_t)C, C);
+    if (m->dbias) {
+        // column sums in double, 64 columns at a time so that the rows of
+        // dout are read contiguously
+        enum { CB = 64 };
+        double acc[CB];
+        for (size_t c0 = o0; c0 < o1; c0 += CB) {
+            const int w = o1 - c0 < CB ? (int)(o1 - c0) : CB;
+            for (int j = 0; j < w; j++) acc[j] = 0.0;
+            for (int r = 0; r < N; r++) {
+                const float *d = m->dout + (size_t)r * OC + c0;
+                for (int j = 0; j < w; j++) acc[j] += d[j];
+            }
+            for (int j = 0; j < w; j++) m->dbias[c0 + j] += (float)acc[j];
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC) {
+    // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), all +=
+    // Two passes, each split so that every thread owns distinct output rows
+    // (no races, and every element is one whole reduction whatever the
+    // thread count): dinp by input rows, dweight and dbias by output
+    // channels. A thread is worth ~1 MFLOP, as in matmul_forward.
+    if (N <= 0 || OC <= 0) return;
+    matmul_back_args a = {dinp, dweight, dbias, dout, inp, weight, N, C, OC};
+    if (dinp && C > 0) {
+        size_t flops_per_row = 2 * (size_t)C * (size_t)OC, min_rows = (1u << 20) / (flops_per_row + 1) + 1;
+        par_range((size_t)N, min_rows, matmul_back_rows, &a);
+    }
+    if (dweight || dbias) {
+        size_t flops_per_col = 2 * (size_t)N * ((size_t)C + 1), min_cols = (1u << 20) / (flops_per_col + 1) + 1;
+        par_range((size_t)OC, min_cols, matmul_back_cols, &a);
+    }
+}
+
 void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // inp (N,C), weight (OC,C), bias (OC) -> out (N,OC); accumulates in double
     for (int n = 0; n < N; n++) {
@@ -184,20 +240,106 @@ void matmul_forward_ref(float *out, const float *inp, const float *weight, const
 // ----------------------------------------------------------------------------
 // rmsnorm
 
+// 1 / sqrt(mean(x^2) + eps) of one row x (C), the mean in double; forward
+// and backward share it so that both see the same rstd.
+static double rmsnorm_rstd(const float *x, int C, float eps) {
+    double s4[4] = {0.0, 0.0, 0.0, 0.0}; // independent lanes: one add chain would stall
+    int c = 0;
+    for (; c + 4 <= C; c += 4)
+        for (int l = 0; l < 4; l++) s4[l] += (double)x[c + l] * x[c + l];
+    for (; c < C; c++) s4[0] += (double)x[c] * x[c];
+    double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    return 1.0 / sqrt(ss / (C > 0 ? C : 1) + (double)eps);
+}
+
 void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, float eps) {
     // inp (N,C), weight (C) -> out (N,C)
     // HF LlamaRMSNorm: weight * (x * rsqrt(mean(x^2) + eps)), in that order.
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        double s4[4] = {0.0, 0.0, 0.0, 0.0}; // independent lanes: one add chain would stall
-        int c = 0;
-        for (; c + 4 <= C; c += 4)
-            for (int l = 0; l < 4; l++) s4[l] += (double)x[c + l] * x[c + l];
-        for (; c < C; c++) s4[0] += (double)x[c] * x[c];
-        double ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-        float r = (float)(1.0 / sqrt(ss / (C > 0 ? C : 1) + (double)eps));
-        for (c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);
+        float r = (float)rmsnorm_rstd(x, C, eps);
+        for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * r);
+    }
+}
+
+typedef struct { float *dinp, *dweight; const float *dout, *inp, *weight; double *rstd; int N, C; float eps; } rmsnorm_back_args;
+
+/* Rows [r0, r1): rstd[n] (kept for the dweight pass when there is room for
+ * it) and dinp. With g = weight * dout and r = rstd, y_c = w_c x_c r and
+ * dr/dx_c = -x_c r^3 / C, so
+ *   dx_c = r g_c - x_c r^3 / C * sum_j g_j x_j. */
+static void rmsnorm_back_rows(void *a, size_t r0, size_t r1) {
+    const rmsnorm_back_args *m = a;
+    const int C = m->C;
+    for (size_t n = r0; n < r1; n++) {
+        const float *x = m->inp + n * C, *dy = m->dout + n * C;
+        const double r = rmsnorm_rstd(x, C, m->eps);
+        if (m->rstd) m->rstd[n] = r;
+        if (!m->dinp) continue;
+        double gx = 0.0;
+        for (int c = 0; c < C; c++) gx += (double)m->weight[c] * dy[c] * x[c];
+        const double k = r * r * r * gx / C;
+        float *dx = m->dinp + n * C;
+        for (int c = 0; c < C; c++) dx[c] += (float)(r * m->weight[c] * dy[c] - k * x[c]);
+    }
+}
+
+/* Channels [c0, c1) of dweight: sum over rows of dout * x * rstd, in double,
+ * 64 channels at a time so that rows are read contiguously. */
+static void rmsnorm_back_cols(void *a, size_t c0, size_t c1) {
+    const rmsnorm_back_args *m = a;
+    const int C = m->C;
+    enum { CB = 64 };
+    double acc[CB];
+    for (size_t b0 = c0; b0 < c1; b0 += CB) {
+        const int w = c1 - b0 < CB ? (int)(c1 - b0) : CB;
+        for (int j = 0; j < w; j++) acc[j] = 0.0;
+        for (int n = 0; n < m->N; n++) {
+            const float *x = m->inp + (size_t)n * C + b0, *dy = m->dout + (size_t)n * C + b0;
+            const double r = m->rstd ? m->rstd[n] : rmsnorm_rstd(m->inp + (size_t)n * C, C, m->eps);
+            for (int j = 0; j < w; j++) acc[j] += (double)dy[j] * x[j] * r;
+        }
+        for (int j = 0; j < w; j++) m->dweight[b0 + j] += (float)acc[j];
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
+                      int C, float eps) {
+    // dout, inp (N,C), weight (C) -> dinp (N,C) +=, dweight (C) +=
+    // dinp is split by rows; dweight, a sum over rows, by channels, so that
+    // no two threads add into one float and the sums do not depend on the
+    // thread count. The rows pass keeps rstd (N) for the channels pass; if
+    // that allocation fails, the channels pass recomputes it (slower, same
+    // numbers).
+    if (N <= 0 || C <= 0) return;
+    rmsnorm_back_args a = {dinp, dweight, dout, inp, weight, NULL, N, C, eps};
+    if (dweight) a.rstd = malloc((size_t)N * sizeof(double));
+    size_t min_rows = (1u << 18) / (6 * (size_t)C + 1) + 1; // ~6 flops an element, ~256k a thread
+    if (dinp || a.rstd) par_range((size_t)N, min_rows, rmsnorm_back_rows, &a);
+    if (dweight) {
+        size_t min_cols = (1u << 18) / (3 * (size_t)N + 1) + 1;
+        par_range((size_t)C, min_cols, rmsnorm_back_cols, &a);
+    }
+    free(a.rstd);
+}
+
+// ----------------------------------------------------------------------------
+// embedding
+
+void embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C) {
+    // ids (N), wte (V,C) -> out (N,C)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)ids[n] * C, (size_t)C * sizeof(float));
+}
+
+void embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C) {
+    // dout (N,C), ids (N) -> dwte (V,C) +=
+    // One thread, rows in order: a repeated id adds into the same row, and
+    // this is N*C adds beside the matmuls' N*C*OC multiply-adds.
+    for (int n = 0; n < N; n++) {
+        float *d = dwte + (size_t)ids[n] * C;
+        const float *g = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) d[c] += g[c];
     }
 }
 
@@ -230,6 +372,24 @@ void rope_forward(float *x, const float *cos_, const float *sin_, int N, int NH,
                 float x1 = v[j], x2 = v[j + h];
                 v[j] = x1 * c[j] - x2 * s[j];
                 v[j + h] = x2 * c[j] + x1 * s[j];
+            }
+        }
+    }
+}
+
+void rope_backward(float *dx, const float *cos_, const float *sin_, int N, int NH, int HS) {
+    // dx (N,NH,HS) in place, cos, sin (N,HS/2)
+    // The forward maps each pair by the rotation [c -s; s c]; its transpose
+    // [c s; -s c] carries the gradient back.
+    int h = HS / 2;
+    for (int n = 0; n < N; n++) {
+        const float *c = cos_ + (size_t)n * h, *s = sin_ + (size_t)n * h;
+        for (int hd = 0; hd < NH; hd++) {
+            float *g = dx + ((size_t)n * NH + hd) * HS;
+            for (int j = 0; j < h; j++) {
+                float g1 = g[j], g2 = g[j + h];
+                g[j] = g1 * c[j] + g2 * s[j];
+                g[j + h] = g2 * c[j] - g1 * s[j];
             }
         }
     }
@@ -528,6 +688,109 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
     free(mem);
 }
 
+/* The work of attention_backward: (b, kv head) groups, so that the sums
+ * of a group's query heads into its dk, dv rows stay in one thread. */
+typedef struct {
+    float *dq, *dk, *dv;
+    const float *dout, *q, *k, *v, *out;
+    const uint8_t *valid;
+    int T, NH, NKV, HS;
+} att_back_job;
+
+/* Groups [i0, i1) of b * NKV + g. Per query head of the group and per block
+ * of at most ATT_QB query rows (each against only the keys it can see, as
+ * in the forward), with P the block's probabilities:
+ *   dP = dO V^T,  D_r = dO_r . O_r,  dS = P * (dP - D)   (softmax backward)
+ *   dV += P^T dO,  dQ += scale dS K,  dK += scale dS^T Q.
+ * Scratch for one block, P and dP (qb,T) and D (qb), is allocated here,
+ * once per thread. */
+static void attention_back_groups(void *arg, size_t i0, size_t i1) {
+    const att_back_job *J = arg;
+    const int T = J->T, NH = J->NH, NKV = J->NKV, HS = J->HS, rep = NH / NKV;
+    const int qs = NH * HS, ks = NKV * HS; // row strides of q/out and k/v
+    const int qb = T < ATT_QB ? T : ATT_QB;
+    const float scale = (float)(1.0 / sqrt((double)HS));
+    float *P = malloc(((size_t)2 * qb * T + qb) * sizeof(float));
+    if (!P) { // out of memory: the contract has no error path, so the gradient says it loudly
+        for (size_t it = i0; it < i1; it++) {
+            const size_t b = it / NKV, g = it % NKV;
+            for (int t = 0; t < T; t++)
+                for (int h = (int)g * rep; h < ((int)g + 1) * rep; h++)
+                    for (int d = 0; d < HS; d++) J->dq[(b * T + t) * qs + (size_t)h * HS + d] = NAN;
+        }
+        return;
+    }
+    float *dP = P + (size_t)qb * T, *D = dP + (size_t)qb * T;
+    for (size_t it = i0; it < i1; it++) {
+        const int b = (int)(it / NKV), g = (int)(it % NKV);
+        const uint8_t *vb = J->valid ? J->valid + (size_t)b * T : NULL;
+        const size_t kvoff = (size_t)b * T * ks + (size_t)g * HS;
+        const float *kg = J->k + kvoff, *vg = J->v + kvoff;
+        float *dkg = J->dk + kvoff, *dvg = J->dv + kvoff;
+        int Tv = T; // query rows up to the last real one: the forward made zeros after it
+        if (vb)
+            while (Tv > 0 && !vb[Tv - 1]) Tv--;
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
+            const size_t qoff = (size_t)b * T * qs + (size_t)h * HS;
+            for (int r0 = 0; r0 < Tv; r0 += qb) {
+                const int nr = Tv - r0 < qb ? Tv - r0 : qb;
+                const int nk = r0 + nr; // keys the block's last row sees
+                const float *qr = J->q + qoff + (size_t)r0 * qs, *dor = J->dout + qoff + (size_t)r0 * qs;
+                const float *orow = J->out + qoff + (size_t)r0 * qs;
+                float *dqr = J->dq + qoff + (size_t)r0 * qs;
+                // P (nr,nk) = softmax rows of scale * Q_blk K[0:nk]^T, masked as in the forward
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, scale, qr, qs, kg, ks, 0.0f, P,
+                            nk);
+                for (int r = 0; r < nr; r++) {
+                    const int pos = r0 + r;
+                    float *p = P + (size_t)r * nk;
+                    if (vb && !vb[pos]) { // a padding query: zero probabilities, so no gradient anywhere
+                        memset(p, 0, (size_t)nk * sizeof(float));
+                        D[r] = 0.0f;
+                        continue;
+                    }
+                    const float inv = softmax_causal(p, pos + 1, nk, vb);
+                    for (int j = 0; j <= pos; j++) p[j] *= inv;
+                    double dd = 0.0;
+                    for (int d = 0; d < HS; d++) dd += (double)dor[(size_t)r * qs + d] * orow[(size_t)r * qs + d];
+                    D[r] = (float)dd;
+                }
+                // dP (nr,nk) = dO_blk V[0:nk]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, 1.0f, dor, qs, vg, ks, 0.0f, dP,
+                            nk);
+                // dV[0:nk] (nk,HS) += P^T dO_blk
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nr, 1.0f, P, nk, dor, qs, 1.0f, dvg,
+                            ks);
+                // dS = P * (dP - D), in dP: 0 wherever P is (masked keys, padding queries)
+                for (int r = 0; r < nr; r++) {
+                    const float *p = P + (size_t)r * nk;
+                    float *ds = dP + (size_t)r * nk;
+                    for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[r]);
+                }
+                // dQ_blk (nr,HS) += scale dS K[0:nk];  dK[0:nk] (nk,HS) += scale dS^T Q_blk
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, scale, dP, nk, kg, ks, 1.0f, dqr,
+                            qs);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nr, scale, dP, nk, qr, qs, 1.0f, dkg,
+                            ks);
+            }
+        }
+    }
+    free(P);
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, const float *out, const uint8_t *valid, int B, int T, int NH, int NKV,
+                        int HS) {
+    // dout, q, out (B,T,NH,HS), k, v (B,T,NKV,HS), valid (B,T) -> dq (B,T,NH,HS), dk, dv (B,T,NKV,HS), all +=
+    // Each group is done whole by one thread in a fixed order, so the
+    // result does not depend on the thread count.
+    if (B <= 0 || T <= 0 || HS <= 0 || NKV <= 0 || NH % NKV) return; // outside the contract
+    const att_back_job J = {dq, dk, dv, dout, q, k, v, out, valid, T, NH, NKV, HS};
+    // a thread is worth ~1 MFLOP: a group is ~5 products of T^2/2 x HS per query head
+    size_t flops = (size_t)(NH / NKV) * 5 * (size_t)T * T * HS, min_groups = (1u << 20) / (flops + 1) + 1;
+    par_range((size_t)B * NKV, min_groups, attention_back_groups, (void *)&J);
+}
+
 void attention_forward_ref(float *out, float *mass, const float *q, const float *k, const float *v,
                            const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS) {
     // q (B,Tq,NH,HS), k, v (B,Tk,NKV,HS), valid (B,Tk) -> out (B,Tq,NH,HS), mass (B,Tk)
@@ -618,6 +881,41 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
     par_range(n, 1 << 16, swiglu_range, &a);
 }
 
+typedef struct { float *dgate, *dup; const float *dout, *gate, *up; } swiglu_back_args;
+
+/* With s = sigmoid(g) = 1 / (1 + e^-g): silu(g) = g s and
+ * d silu / dg = s + g s (1 - s) = s (1 + g (1 - s)). For g << 0, e^-g
+ * saturates (vector) or overflows to inf (scalar); both give s ~ 0 and
+ * gradients ~ 0, their limits. */
+static void swiglu_back_range(void *a, size_t i0, size_t i1) {
+    swiglu_back_args *s = a;
+    const v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
+    for (; i0 + 4 <= i1; i0 += 4) {
+        v4f g, u, dy, dg, du;
+        memcpy(&g, s->gate + i0, 16);
+        memcpy(&u, s->up + i0, 16);
+        memcpy(&dy, s->dout + i0, 16);
+        memcpy(&dg, s->dgate + i0, 16);
+        memcpy(&du, s->dup + i0, 16);
+        v4f e1 = one + exp4(-g), sg = one / e1;
+        dg += dy * u * sg * (one + g * (one - sg));
+        du += dy * (g / e1); // silu as the forward computes it
+        memcpy(s->dgate + i0, &dg, 16);
+        memcpy(s->dup + i0, &du, 16);
+    }
+    for (size_t i = i0; i < i1; i++) {
+        float g = s->gate[i], e1 = 1.0f + expf(-g), sg = 1.0f / e1;
+        s->dgate[i] += s->dout[i] * s->up[i] * sg * (1.0f + g * (1.0f - sg));
+        s->dup[i] += s->dout[i] * (g / e1);
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+    // dout, gate, up (n) -> dgate, dup (n) +=
+    swiglu_back_args a = {dgate, dup, dout, gate, up};
+    par_range(n, 1 << 16, swiglu_back_range, &a);
+}
+
 void residual_forward(float *out, const float *x, size_t n) {
     // out (n) += x (n)
     for (size_t i = 0; i < n; i++) out[i] += x[i];
@@ -645,6 +943,23 @@ static void topk_sift(float *val, int32_t *id, int n, int i) {
     }
 }
 
+// sum of exp(x[i] - mx) over x (n): exp in float (x - max <= 0: no
+// overflow, relative error ~1 ulp), summed in double over 16 lanes reduced
+// in a fixed order. Shared by top-k and cross-entropy.
+static double sum_exp_f32(const float *x, int n, float mx) {
+    double sum = 0.0;
+    int i = 0;
+    const v4f m4 = {mx, mx, mx, mx};
+    for (; i + 16 <= n; i += 16) {
+        v4f a, b, c, d;
+        memcpy(&a, x + i, 16); memcpy(&b, x + i + 4, 16); memcpy(&c, x + i + 8, 16); memcpy(&d, x + i + 12, 16);
+        v4f t = (exp4(a - m4) + exp4(b - m4)) + (exp4(c - m4) + exp4(d - m4));
+        sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
+    }
+    for (; i < n; i++) sum += expf(x[i] - mx);
+    return sum;
+}
+
 typedef struct { const float *logits; int V, k; int32_t *ids; float *logprobs, *tail; } topk_args;
 
 static void topk_rows(void *a, size_t r0, size_t r1) {
@@ -659,19 +974,7 @@ static void topk_rows(void *a, size_t r0, size_t r1) {
         int32_t *id = ids + n * (size_t)k;
         float *lp = logprobs + n * (size_t)k;
         const float mx = max_f32(x, V);
-        /* exp in float (x - max <= 0: no overflow, relative error ~1 ulp),
-         * summed in double over 8 independent lanes */
-        double sum = 0.0;
-        int i = 0;
-        const v4f m4 = {mx, mx, mx, mx};
-        for (; i + 16 <= V; i += 16) {
-            v4f a, b, c, d;
-            memcpy(&a, x + i, 16); memcpy(&b, x + i + 4, 16); memcpy(&c, x + i + 8, 16); memcpy(&d, x + i + 12, 16);
-            v4f t = (exp4(a - m4) + exp4(b - m4)) + (exp4(c - m4) + exp4(d - m4));
-            sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
-        }
-        for (; i < V; i++) sum += expf(x[i] - mx);
-        const double lse = mx + log(sum);
+        const double lse = mx + log(sum_exp_f32(x, V, mx));
         int m = 0;
         for (int i = 0; i < V; i++) {
             if (m < kk) { // fill, then heapify once full
@@ -717,6 +1020,77 @@ void logsoftmax_topk(const float *logits, int N, int V, int k, int32_t *ids, flo
     topk_args a = {logits, V, k, ids, logprobs, tail};
     size_t per = (size_t)(1 << 16) / (size_t)V + 1; // rows per thread worth starting one
     par_range((size_t)N, per, topk_rows, &a);
+}
+
+// ----------------------------------------------------------------------------
+// cross-entropy
+
+typedef struct {
+    float *dlogits;
+    const float *logits;
+    const int32_t *targets;
+    double *nll; // (N) per-row losses, summed in row order by the caller; NULL: into sum
+    double sum;  // used only on one thread (nll could not be allocated)
+    int V;
+    float scale;
+} ce_args;
+
+/* Rows [r0, r1): -log p(target) = (max - x_t) + log sum_j exp(x_j - max)
+ * in double, and dlogits = scale * exp(x - max) / sum - scale * onehot.
+ * Each element is read before it is written, so dlogits may be logits. */
+static void ce_rows(void *arg, size_t r0, size_t r1) {
+    ce_args *a = arg;
+    const int V = a->V;
+    for (size_t n = r0; n < r1; n++) {
+        const float *x = a->logits + n * V;
+        float *d = a->dlogits ? a->dlogits + n * V : NULL;
+        const int32_t t = a->targets[n];
+        double l = 0.0;
+        if (t < 0 || t >= V) {
+            // -1: not counted. Any other id outside the vocabulary is a bug
+            // upstream; with no error path, the loss turns NaN to say so.
+            if (t != -1) l = NAN;
+            if (d) memset(d, 0, (size_t)V * sizeof(float));
+        } else {
+            const float mx = max_f32(x, V);
+            const double sum = sum_exp_f32(x, V, mx);
+            l = ((double)mx - x[t]) + log(sum);
+            if (d) {
+                const float k = (float)(a->scale / sum);
+                const v4f m4 = {mx, mx, mx, mx}, k4 = {k, k, k, k};
+                int j = 0;
+                for (; j + 4 <= V; j += 4) {
+                    v4f e;
+                    memcpy(&e, x + j, 16);
+                    e = exp4(e - m4) * k4;
+                    memcpy(d + j, &e, 16);
+                }
+                for (; j < V; j++) d[j] = expf(x[j] - mx) * k;
+                d[t] -= a->scale;
+            }
+        }
+        if (a->nll) a->nll[n] = l;
+        else a->sum += l;
+    }
+}
+
+double crossentropy_forward_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
+                                     float scale) {
+    // logits (N,V), targets (N) -> dlogits (N,V) (written, may be logits), returns sum of -log p(target)
+    // Rows are shared among threads; the per-row losses are summed here in
+    // row order, so the total does not depend on the thread count.
+    if (N <= 0 || V <= 0) return 0.0;
+    ce_args a = {dlogits, logits, targets, malloc((size_t)N * sizeof(double)), 0.0, V, scale};
+    if (!a.nll) { // out of memory: one thread, same sum in the same order
+        ce_rows(&a, 0, (size_t)N);
+        return a.sum;
+    }
+    size_t per = (size_t)(1 << 16) / (size_t)V + 1; // rows per thread worth starting one
+    par_range((size_t)N, per, ce_rows, &a);
+    double total = 0.0;
+    for (int n = 0; n < N; n++) total += a.nll[n];
+    free(a.nll);
+    return total;
 }
 
 /* ----------------------------------------------------------- self mass */

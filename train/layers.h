@@ -37,10 +37,24 @@ void layers_set_threads(int n);
 /* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias(OC) (bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+/* dinp (N,C) += dout (N,OC) @ weight (OC,C); dweight (OC,C) += dout^T @ inp;
+ * dbias (OC) += sum over rows of dout. Any of dinp, dweight, dbias may be
+ * NULL (not wanted: e.g. dinp of the first layer's input). */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC);
 
 /* HF LlamaRMSNorm: out (N,C) = inp / sqrt(mean_c(inp^2) + eps) * weight(C),
  * the mean accumulated in double. out may equal inp. */
 void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, float eps);
+/* dinp (N,C) += d out / d inp applied to dout (N,C); dweight (C) +=
+ * sum_n dout * inp * rstd. Recomputes rstd from inp (nothing saved). */
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
+                      int C, float eps);
+
+/* Token embedding: out (N,C) = wte (V,C) rows ids (N). */
+void embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C);
+/* dwte (V,C) += dout (N,C) scattered to the rows ids (N). */
+void embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C);
 
 /* RoPE tables for the positions pos[0..N): cos, sin (N, HS/2), angle =
  * pos * inv_freq[i] (inv_freq from cfg_rope_inv_freq, HS/2 values),
@@ -49,6 +63,9 @@ void rope_tables(float *cos, float *sin, const int32_t *pos, int N, const double
 /* Rotates x (N, NH, HS) in place, HF's rotate_half layout: pairs
  * (j, j + HS/2) with the row's cos/sin (N, HS/2). */
 void rope_forward(float *x, const float *cos, const float *sin, int N, int NH, int HS);
+/* The transpose of rope_forward (rotation by -angle), in place on the
+ * gradient dx (N, NH, HS). */
+void rope_backward(float *dx, const float *cos, const float *sin, int N, int NH, int HS);
 
 /* Causal multi-head attention with GQA and key padding.
  *   q (B,Tq,NH,HS): the queries of the LAST Tq of Tk positions;
@@ -74,6 +91,17 @@ void rope_forward(float *x, const float *cos, const float *sin, int N, int NH, i
 size_t attention_scratch_floats(int Tq, int Tk);
 void attention_forward(float *out, float *mass, const float *q, const float *k, const float *v,
                        const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS, float *scratch);
+/* Backward of attention_forward for Tq == Tk == T (training), recomputing
+ * the probabilities one (b, h) at a time (never more than one head's T x T
+ * block; no probabilities are saved by the forward):
+ *   dq (B,T,NH,HS), dk, dv (B,T,NKV,HS) += gradients of out given dout
+ *   (B,T,NH,HS); out is the forward's output (for the row terms
+ *   D_q = dout_q . out_q). Padding keys get no gradient, padding queries
+ *   contribute none. Threads take (b, kv-head) groups so that the GQA sums
+ *   into dk, dv never race. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, const float *out, const uint8_t *valid, int B, int T, int NH, int NKV,
+                        int HS);
 /* Plain loops, same contract, for the tests. */
 void attention_forward_ref(float *out, float *mass, const float *q, const float *k, const float *v,
                            const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS);
@@ -81,9 +109,20 @@ void attention_forward_ref(float *out, float *mass, const float *q, const float 
 /* SwiGLU: out (n) = silu(gate) * up, silu(x) = x / (1 + exp(-x)). out may
  * equal gate or up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+/* dgate (n) += dout * d silu(gate) * up; dup (n) += dout * silu(gate). */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
 
 /* out (n) += x (n): the residual stream. */
 void residual_forward(float *out, const float *x, size_t n);
+
+/* Cross-entropy of next-token logits (N,V) against targets (N) (-1: the
+ * row is not counted). Returns the sum of -log p(target) over counted rows
+ * (double, log-softmax in double) and writes dlogits (N,V) = scale *
+ * (softmax - onehot(target)) for counted rows, 0 for the others (dlogits
+ * may equal logits: computed row by row in place). dlogits may be NULL
+ * (loss only). */
+double crossentropy_forward_backward(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
+                                     float scale);
 
 /* Next-token distribution of a block of rows, never more than the block:
  * logits (N,V) -> log-softmax in double -> the k most probable ids (ties:

@@ -1,0 +1,207 @@
+/*
+ * sra-train - train a student (issue 7: plain language-model training with
+ * the student's own tokenizer; distillation losses come with issue 8). The
+ * loop is train/trainer.h; this file maps flags and a JSON config onto it.
+ *
+ *   sra-train --tokenizer PATH --data FILE [--data FILE ...] --out DIR [options]
+ *   sra-train --config FILE [options]     (options override the file)
+ *
+ * Every flag is also a key of the config file: --d-model 128 is
+ * {"d_model": 128}; --data and --eval take a list ({"data": ["a.txt"]}).
+ */
+#include <cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+#include "trainer.h"
+#include "util.h"
+
+typedef enum { K_STR, K_LIST, K_INT, K_I64, K_DBL, K_U64 } kind;
+typedef struct { const char *flag; kind k; void *p; const char *help; } opt;
+
+#define MAXF 64
+static const char *g_data[MAXF], *g_eval[MAXF];
+
+static void usage(FILE *f, const opt *o, int n) {
+    fprintf(f, "usage: sra-train --tokenizer PATH --data FILE [--data FILE ...] --out DIR [options]\n"
+               "       sra-train --config FILE [options]   (flags override the file; keys = flags with - -> _)\n");
+    for (int i = 0; i < n; i++) fprintf(f, "  --%-18s %s\n", o[i].flag, o[i].help);
+    fprintf(f, "  --resume             continue from OUT/ckpt/latest (bit-identical losses)\n"
+               "  --threads N          compute threads (default: all cores)\n"
+               "  --quiet              no progress line or summaries\n"
+               "example:\n"
+               "  sra-train --tokenizer ../shared/tokenizers/gpt2/tokenizer.json --data ../shared/corpus/tinyshakespeare.txt \\\n"
+               "            --eval held-out.txt --d-model 64 --layers 2 --heads 4 --steps 300 --out runs/shakespeare\n");
+}
+
+/* Sets option o from a string (flags) or from a JSON value (config file). */
+static int set_opt(const opt *o, const char *s, const cJSON *j, int *n_list) {
+    char *end;
+    errno = 0;
+    switch (o->k) {
+    case K_STR:
+        if (j && !cJSON_IsString(j)) return -1;
+        *(const char **)o->p = j ? j->valuestring : s;
+        return 0;
+    case K_LIST: {
+        const char **list = o->p;
+        if (j) {
+            if (!cJSON_IsArray(j)) return -1;
+            *n_list = 0;
+            for (const cJSON *x = j->child; x; x = x->next) {
+                if (!cJSON_IsString(x) || *n_list >= MAXF) return -1;
+                list[(*n_list)++] = x->valuestring;
+            }
+        } else {
+            if (*n_list >= MAXF) return -1;
+            list[(*n_list)++] = s;
+        }
+        return 0;
+    }
+    case K_INT: case K_I64: case K_U64: {
+        double d;
+        if (j) {
+            if (!cJSON_IsNumber(j) && !cJSON_IsBool(j)) return -1;
+            d = cJSON_IsBool(j) ? cJSON_IsTrue(j) : j->valuedouble;
+        } else {
+            d = strtod(s, &end);
+            if (errno || end == s || *end) return -1;
+        }
+        if (d != (double)(long long)d || d < 0) return -1;
+        if (o->k == K_INT) { if (d > INT_MAX) return -1; *(int *)o->p = (int)d; }
+        else if (o->k == K_I64) *(int64_t *)o->p = (int64_t)d;
+        else *(uint64_t *)o->p = (uint64_t)d;
+        return 0;
+    }
+    case K_DBL:
+        if (j) {
+            if (!cJSON_IsNumber(j)) return -1;
+            *(double *)o->p = j->valuedouble;
+        } else {
+            *(double *)o->p = strtod(s, &end);
+            if (errno || end == s || *end) return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    trn_config c;
+    trn_config_default(&c);
+    c.progress = stderr;
+    c.data = g_data;
+    c.eval = g_eval;
+    int threads = 0;
+    const opt o[] = {
+        {"tokenizer", K_STR, &c.tokenizer, "the student's tokenizer.json (required)"},
+        {"data", K_LIST, (void *)g_data, "training text: .txt or .jsonl (repeat for more files)"},
+        {"eval", K_LIST, (void *)g_eval, "held-out text for loss, perplexity and bits/byte"},
+        {"out", K_STR, &c.out, "output folder (metrics, checkpoints, final/)"},
+        {"text-field", K_STR, &c.text_field, "JSONL field with the text (text)"},
+        {"max-bytes", K_I64, &c.max_bytes, ".txt documents are cut at this many bytes (65536)"},
+        {"from", K_STR, &c.from, "start from a Hugging Face Llama folder instead of a new model"},
+        {"d-model", K_INT, &c.d_model, "width of a new model (128)"},
+        {"layers", K_INT, &c.layers, "blocks (4)"},
+        {"heads", K_INT, &c.heads, "attention heads (4)"},
+        {"kv-heads", K_INT, &c.kv_heads, "key/value heads, dividing heads (= heads)"},
+        {"ffn", K_INT, &c.ffn, "MLP width (8/3 d_model rounded up to 32)"},
+        {"tie", K_INT, &c.tie, "1: LM head tied to the embedding (1)"},
+        {"max-pos", K_INT, &c.max_pos, "max_position_embeddings of a new model (max(seq, 2048))"},
+        {"rope-theta", K_DBL, &c.rope_theta, "RoPE base (10000)"},
+        {"batch", K_INT, &c.batch, "sequences per micro-batch (8)"},
+        {"seq", K_INT, &c.seq, "tokens per sequence (128)"},
+        {"accum", K_INT, &c.accum, "micro-batches per step (1)"},
+        {"steps", K_I64, &c.steps, "optimizer steps (1000)"},
+        {"warmup", K_I64, &c.warmup, "linear warmup steps (50)"},
+        {"lr", K_DBL, &c.lr, "peak learning rate (3e-3)"},
+        {"min-lr", K_DBL, &c.min_lr, "learning rate at the end of the cosine (3e-4)"},
+        {"weight-decay", K_DBL, &c.weight_decay, "AdamW decoupled decay on matrices (0.1)"},
+        {"beta1", K_DBL, &c.beta1, "AdamW beta1 (0.9)"},
+        {"beta2", K_DBL, &c.beta2, "AdamW beta2 (0.95)"},
+        {"eps", K_DBL, &c.eps, "AdamW epsilon (1e-8)"},
+        {"clip", K_DBL, &c.clip, "gradient clipping by global norm, 0 = off (1)"},
+        {"seed", K_U64, &c.seed, "initialization and data order (1)"},
+        {"eval-every", K_I64, &c.eval_every, "steps between evaluations (100)"},
+        {"eval-max-windows", K_I64, &c.eval_max_windows, "evaluate on at most this many windows, 0 = all (0)"},
+        {"ckpt-every", K_I64, &c.ckpt_every, "steps between checkpoints (500)"},
+    };
+    const int NO = (int)(sizeof o / sizeof *o);
+    cJSON *cfg = NULL;
+    /* the config file first, flags after it */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            size_t n;
+            char *text = sra_read_file(argv[i + 1], &n);
+            if (!text) { fprintf(stderr, "sra-train: %s: cannot read: %s\n", argv[i + 1], strerror(errno)); return 2; }
+            cfg = cJSON_ParseWithLength(text, n);
+            free(text);
+            if (!cJSON_IsObject(cfg)) { fprintf(stderr, "sra-train: %s: not a JSON object\n", argv[i + 1]); return 2; }
+            for (const cJSON *j = cfg->child; j; j = j->next) {
+                int k;
+                char flag[64];
+                snprintf(flag, sizeof flag, "%s", j->string);
+                for (char *p = flag; *p; p++) if (*p == '_') *p = '-';
+                for (k = 0; k < NO && strcmp(o[k].flag, flag); k++) {}
+                if (k == NO) {
+                    if (!strcmp(flag, "resume")) { c.resume = cJSON_IsTrue(j); continue; }
+                    if (!strcmp(flag, "threads") && cJSON_IsNumber(j)) { threads = (int)j->valuedouble; continue; }
+                    fprintf(stderr, "sra-train: %s: unknown key '%s'\n", argv[i + 1], j->string);
+                    return 2;
+                }
+                int *nl = o[k].p == (void *)g_data ? &c.n_data : &c.n_eval;
+                if (set_opt(&o[k], NULL, j, nl)) {
+                    fprintf(stderr, "sra-train: %s: key '%s' has the wrong type\n", argv[i + 1], j->string);
+                    return 2;
+                }
+            }
+        }
+    int data_from_flags = 0, eval_from_flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, o, NO); cJSON_Delete(cfg); return 0; }
+        if (!strcmp(a, "--resume")) { c.resume = 1; continue; }
+        if (!strcmp(a, "--quiet")) { c.progress = NULL; continue; }
+        if (strncmp(a, "--", 2) || i + 1 >= argc) {
+            fprintf(stderr, "sra-train: %s: %s\n", a, strncmp(a, "--", 2) ? "unexpected argument" : "missing its value");
+            usage(stderr, o, NO);
+            cJSON_Delete(cfg);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--config")) continue;
+        if (!strcmp(a, "--threads")) { threads = atoi(v); continue; }
+        int k;
+        for (k = 0; k < NO && strcmp(o[k].flag, a + 2); k++) {}
+        if (k == NO) { fprintf(stderr, "sra-train: unknown option '%s'\n", a); usage(stderr, o, NO); cJSON_Delete(cfg); return 2; }
+        /* a list given by flags replaces the config file's */
+        if (o[k].p == (void *)g_data && !data_from_flags++) c.n_data = 0;
+        if (o[k].p == (void *)g_eval && !eval_from_flags++) c.n_eval = 0;
+        int *nl = o[k].p == (void *)g_data ? &c.n_data : &c.n_eval;
+        if (set_opt(&o[k], v, NULL, nl)) {
+            fprintf(stderr, "sra-train: %s '%s': not a valid value (%s)\n", a, v, o[k].help);
+            cJSON_Delete(cfg);
+            return 2;
+        }
+    }
+    if (!c.tokenizer || !c.n_data || !c.out) {
+        fprintf(stderr, "sra-train: --tokenizer, --data and --out are required\n");
+        usage(stderr, o, NO);
+        cJSON_Delete(cfg);
+        return 2;
+    }
+    if (threads > 0) layers_set_threads(threads);
+    trn_report rep;
+    sra_err e = {0};
+    int rc = trn_run(&c, &rep, &e);
+    if (rc) fprintf(stderr, "sra-train: %s\n", e.msg[0] ? e.msg : "failed");
+    else if (c.progress)
+        fprintf(c.progress, "sra-train: done: %lld steps, loss %.4f -> %.4f, held-out %.4f bits/byte; the student: %s/final\n",
+                (long long)rep.steps_done, rep.first_loss, rep.last_loss, rep.eval_bpb, c.out);
+    cJSON_Delete(cfg);
+    return rc ? 1 : 0;
+}

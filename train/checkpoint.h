@@ -1,0 +1,28 @@
+/*
+ * checkpoint.h - training checkpoints (prefix ckpt_): everything needed to
+ * continue a run bit for bit.
+ *
+ * A checkpoint is a folder that is also a Hugging Face model:
+ *   config.json, model.safetensors   the student (model_export_hf), F32
+ *   optimizer.safetensors            AdamW moments: "m.<name>", "v.<name>"
+ *                                    for every parameter tensor, F32
+ *   state.json                       the trainer's state (step, data RNG,
+ *                                    resolved config), written last
+ * It is written into DIR.tmp and renamed to DIR when complete, so a killed
+ * save leaves no folder that looks complete. F32 round trips exactly, so a
+ * resumed run continues with the very same numbers.
+ */
+#ifndef SRA_CHECKPOINT_H
+#define SRA_CHECKPOINT_H
+
+#include "model.h"
+
+/* Saves m, the moments am, av (m->n_params each) and state_json (a JSON
+ * object). Replaces an existing DIR. Returns 0 or -1 with err. */
+int ckpt_save(const char *dir, const model *m, const float *am, const float *av, const char *state_json, char *err,
+              size_t errlen);
+/* Loads a checkpoint: *m (model_load_hf), *am, *av (malloc'd, n_params
+ * each) and *state_json (malloc'd). Returns 0 or -1 with err. */
+int ckpt_load(const char *dir, model *m, float **am, float **av, char **state_json, char *err, size_t errlen);
+
+#endif /* SRA_CHECKPOINT_H */

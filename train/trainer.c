@@ -1,0 +1,394 @@
+/*
+ * trainer.c - sra-train's loop: data, model, AdamW, evaluation in bits per
+ * byte, metrics, checkpoints and resume (contract: trainer.h).
+ */
+#include "trainer.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adamw.h"
+#include "checkpoint.h"
+#include "layers.h"
+#include "lmdata.h"
+#include "model.h"
+#include "tokenizer.h"
+
+void trn_config_default(trn_config *c) {
+    memset(c, 0, sizeof *c);
+    c->max_bytes = 65536;
+    c->d_model = 128;
+    c->layers = 4;
+    c->heads = 4;
+    c->tie = 1;
+    c->rope_theta = 10000.0;
+    c->batch = 8;
+    c->seq = 128;
+    c->accum = 1;
+    c->steps = 1000;
+    c->warmup = 50;
+    c->lr = 3e-3;
+    c->min_lr = 3e-4;
+    c->weight_decay = 0.1;
+    c->beta1 = 0.9;
+    c->beta2 = 0.95;
+    c->eps = 1e-8;
+    c->clip = 1.0;
+    c->seed = 1;
+    c->eval_every = 100;
+    c->ckpt_every = 500;
+    c->eval_max_windows = 0;
+}
+
+static cJSON *str_list(const char *const *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+    return a;
+}
+
+char *trn_config_json(const trn_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddItemToObject(o, "data", str_list(c->data, c->n_data));
+    cJSON_AddItemToObject(o, "eval", str_list(c->eval, c->n_eval));
+    cJSON_AddStringToObject(o, "tokenizer", c->tokenizer ? c->tokenizer : "");
+    cJSON_AddStringToObject(o, "text_field", c->text_field ? c->text_field : "text");
+    cJSON_AddNumberToObject(o, "max_bytes", (double)c->max_bytes);
+    cJSON_AddStringToObject(o, "from", c->from ? c->from : "");
+    cJSON_AddNumberToObject(o, "d_model", c->d_model);
+    cJSON_AddNumberToObject(o, "layers", c->layers);
+    cJSON_AddNumberToObject(o, "heads", c->heads);
+    cJSON_AddNumberToObject(o, "kv_heads", c->kv_heads);
+    cJSON_AddNumberToObject(o, "ffn", c->ffn);
+    cJSON_AddBoolToObject(o, "tie", c->tie);
+    cJSON_AddNumberToObject(o, "max_pos", c->max_pos);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "seq", c->seq);
+    cJSON_AddNumberToObject(o, "accum", c->accum);
+    cJSON_AddNumberToObject(o, "steps", (double)c->steps);
+    cJSON_AddNumberToObject(o, "warmup", (double)c->warmup);
+    cJSON_AddNumberToObject(o, "lr", c->lr);
+    cJSON_AddNumberToObject(o, "min_lr", c->min_lr);
+    cJSON_AddNumberToObject(o, "weight_decay", c->weight_decay);
+    cJSON_AddNumberToObject(o, "beta1", c->beta1);
+    cJSON_AddNumberToObject(o, "beta2", c->beta2);
+    cJSON_AddNumberToObject(o, "eps", c->eps);
+    cJSON_AddNumberToObject(o, "clip", c->clip);
+    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    cJSON_AddNumberToObject(o, "eval_every", (double)c->eval_every);
+    cJSON_AddNumberToObject(o, "ckpt_every", (double)c->ckpt_every);
+    cJSON_AddNumberToObject(o, "eval_max_windows", (double)c->eval_max_windows);
+    cJSON_AddStringToObject(o, "out", c->out ? c->out : "");
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Keys that may change on resume: they do not change what a step computes. */
+static int resumable_key(const char *k) {
+    return !strcmp(k, "steps") || !strcmp(k, "eval_every") || !strcmp(k, "ckpt_every") || !strcmp(k, "out") ||
+           !strcmp(k, "eval_max_windows");
+}
+
+/* Evaluation over the held-out stream: mean NLL per token and bits/byte. */
+static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_windows, double *loss, double *bpb,
+                    int64_t *tokens, int64_t *bytes) {
+    size_t W = lmd_eval_windows(ev, T);
+    if (max_windows > 0 && (size_t)max_windows < W) W = (size_t)max_windows;
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids), *tg = malloc((size_t)B * T * sizeof *tg);
+    uint32_t *tb = malloc((size_t)B * T * sizeof *tb);
+    if (!ids || !tg || !tb) { free(ids); free(tg); free(tb); return -1; }
+    double nll = 0;
+    int64_t nt = 0, nb = 0;
+    for (size_t w0 = 0; w0 < W; w0 += (size_t)B) {
+        int nb_rows = W - w0 < (size_t)B ? (int)(W - w0) : B;
+        for (int r = 0; r < nb_rows; r++) {
+            lmd_eval_window(ev, w0 + r, T, ids + (size_t)r * T, tg + (size_t)r * T, tb + (size_t)r * T);
+            for (int j = 0; j < T; j++) nb += tb[(size_t)r * T + j];
+        }
+        if (model_forward(m, ids, tg, NULL, nb_rows, T, 0.0f) < 0) { free(ids); free(tg); free(tb); return -1; }
+        nll += m->loss_sum;
+        nt += m->loss_count;
+    }
+    free(ids); free(tg); free(tb);
+    *loss = nt ? nll / (double)nt : NAN;
+    *bpb = nb ? nll / log(2.0) / (double)nb : NAN;
+    *tokens = nt;
+    *bytes = nb;
+    return 0;
+}
+
+static int write_file(const char *path, const char *text, sra_err *e) {
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
+        return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Keeps the lines of metrics.jsonl whose "step" is <= upto (resume). */
+static int trim_metrics(const char *path, int64_t upto, sra_err *e) {
+    size_t n;
+    char *text = sra_read_file(path, &n);
+    if (!text) return 0;
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { free(text); return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", tmp, strerror(errno)); }
+    for (char *line = text, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) break;
+        const char *sp = strstr(line, "\"step\":");
+        long long st = sp ? strtoll(sp + 7, NULL, 10) : 0;
+        if (st <= upto) fwrite(line, 1, (size_t)(nl - line + 1), f);
+    }
+    free(text);
+    if (fclose(f) || rename(tmp, path)) return sra_err_set(e, SRA_E_IO, "%s: cannot write", path);
+    return 0;
+}
+
+int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
+    memset(rep, 0, sizeof *rep);
+    rep->eval_loss = rep->eval_bpb = NAN;
+    if (!c->tokenizer || !c->n_data || !c->out)
+        return sra_err_set(e, SRA_E_ARG, "need --tokenizer, --data and --out");
+    if (c->batch < 1 || c->seq < 2 || c->accum < 1 || c->steps < 0 || c->lr <= 0)
+        return sra_err_set(e, SRA_E_ARG, "batch, seq (>= 2), accum must be positive and lr > 0");
+    tok_tokenizer *tok = NULL;
+    lmd_stream tr = {0}, ev = {0};
+    model m = {0};
+    float *am = NULL, *av = NULL;
+    int32_t *ids = NULL, *tg = NULL;
+    char *cfg_json = NULL, *state = NULL;
+    FILE *mf = NULL;
+    int rc = 0;
+    char err[1200], path[4300];
+    if (tok_load(&tok, c->tokenizer)) {
+        rc = sra_err_set(e, SRA_E_ARG, "%s: %s", c->tokenizer, tok ? tok_errmsg(tok) : "out of memory");
+        goto out;
+    }
+    data_opts o = {.text_field = c->text_field, .max_bytes = (size_t)c->max_bytes};
+    if (lmd_load(&tr, tok, c->data, c->n_data, &o, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
+    if (tr.n < (size_t)c->seq + 2) {
+        rc = sra_err_set(e, SRA_E_ARG, "%s: %zu tokens, fewer than --seq %d + 2: not enough training text",
+                         c->data[0], tr.n, c->seq);
+        goto out;
+    }
+    if (c->n_eval && lmd_load(&ev, tok, c->eval, c->n_eval, &o, err, sizeof err)) {
+        rc = sra_err_set(e, SRA_E_ARG, "%s", err);
+        goto out;
+    }
+    if (mkdir(c->out, 0777) && errno != EEXIST) {
+        rc = sra_err_set(e, SRA_E_IO, "%s: cannot create: %s", c->out, strerror(errno));
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/ckpt", c->out);
+    if (mkdir(path, 0777) && errno != EEXIST) {
+        rc = sra_err_set(e, SRA_E_IO, "%s: cannot create: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!(cfg_json = trn_config_json(c))) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
+
+    /* the model and the optimizer state: a checkpoint, a HF folder or new */
+    int64_t step = 0;
+    uint64_t rng = c->seed * 0x9E3779B97F4A7C15ull + 1;
+    char latest[4400] = "";
+    if (c->resume) {
+        snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
+        char *l = sra_read_file(path, NULL);
+        if (l) {
+            l[strcspn(l, "\n")] = 0;
+            snprintf(latest, sizeof latest, "%s/ckpt/%s", c->out, l);
+            free(l);
+        }
+    }
+    if (latest[0]) {
+        if (ckpt_load(latest, &m, &am, &av, &state, err, sizeof err)) { rc = sra_err_set(e, SRA_E_FORMAT, "%s", err); goto out; }
+        cJSON *st = cJSON_Parse(state), *want = cJSON_Parse(cfg_json);
+        const cJSON *have = st ? cJSON_GetObjectItemCaseSensitive(st, "config") : NULL;
+        const cJSON *js = st ? cJSON_GetObjectItemCaseSensitive(st, "step") : NULL;
+        const cJSON *jr = st ? cJSON_GetObjectItemCaseSensitive(st, "rng") : NULL;
+        if (!have || !cJSON_IsNumber(js) || !cJSON_IsString(jr)) {
+            rc = sra_err_set(e, SRA_E_FORMAT, "%s/state.json: missing config, step or rng", latest);
+        } else {
+            for (const cJSON *w = want->child; w && !rc; w = w->next) {
+                const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
+                if (resumable_key(w->string) || (h && cJSON_Compare(w, h, 1))) continue;
+                char *ws = cJSON_PrintUnformatted(w), *hs = h ? cJSON_PrintUnformatted(h) : NULL;
+                rc = sra_err_set(e, SRA_E_ARG,
+                                 "--resume: '%s' is %s in the checkpoint %s but %s now (only steps, eval_every and "
+                                 "ckpt_every may change; or train into a new --out)",
+                                 w->string, hs ? hs : "absent", latest, ws ? ws : "?");
+                free(ws);
+                free(hs);
+            }
+            step = (int64_t)js->valuedouble;
+            rng = strtoull(jr->valuestring, NULL, 16);
+        }
+        cJSON_Delete(st);
+        cJSON_Delete(want);
+        if (rc) goto out;
+    } else if (c->from) {
+        if (model_load_hf(&m, c->from, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
+    } else {
+        cfg_model mc = {0};
+        snprintf(mc.model_type, sizeof mc.model_type, "llama");
+        mc.hidden = c->d_model;
+        mc.n_layers = c->layers;
+        mc.n_heads = c->heads;
+        mc.n_kv_heads = c->kv_heads ? c->kv_heads : c->heads;
+        if (c->heads < 1 || c->d_model % c->heads || mc.n_heads % mc.n_kv_heads || (c->d_model / c->heads) % 2) {
+            rc = sra_err_set(e, SRA_E_ARG, "--d-model %d, --heads %d, --kv-heads %d: heads must divide d_model "
+                             "into an even head size, kv_heads must divide heads", c->d_model, c->heads, mc.n_kv_heads);
+            goto out;
+        }
+        mc.head_dim = c->d_model / c->heads;
+        /* Llama's 8/3 d, rounded up to a multiple of 32 */
+        mc.intermediate = c->ffn ? c->ffn : (8 * c->d_model / 3 + 31) / 32 * 32;
+        mc.vocab = tok_vocab_size(tok);
+        mc.max_pos = c->max_pos ? c->max_pos : (c->seq > 2048 ? c->seq : 2048);
+        mc.rms_eps = 1e-5;
+        mc.rope_theta = c->rope_theta;
+        mc.tie_embeddings = c->tie;
+        mc.bos_id = tok_bos_id(tok);
+        mc.eos_id = tok_eos_id(tok);
+        if (model_init(&m, &mc, c->seed, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
+    }
+    if (c->seq > m.c.max_pos) {
+        rc = sra_err_set(e, SRA_E_ARG, "--seq %d is above the model's max_position_embeddings %d", c->seq, m.c.max_pos);
+        goto out;
+    }
+    for (size_t i = 0; i < tr.n; i++)
+        if (tr.tokens[i] >= m.c.vocab) {
+            rc = sra_err_set(e, SRA_E_ARG, "%s gives token id %d but the model's vocab_size is %d: the tokenizer and "
+                             "the model do not belong together", c->tokenizer, tr.tokens[i], m.c.vocab);
+            goto out;
+        }
+    if (!am) {
+        am = calloc(m.n_params, sizeof(float));
+        av = calloc(m.n_params, sizeof(float));
+    }
+    ids = malloc((size_t)c->batch * c->seq * sizeof *ids);
+    tg = malloc((size_t)c->batch * c->seq * sizeof *tg);
+    if (!am || !av || !ids || !tg) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
+    rep->params = (int64_t)m.n_params;
+
+    snprintf(path, sizeof path, "%s/train_config.json", c->out);
+    if ((rc = write_file(path, cfg_json, e))) goto out;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    if (step == 0) unlink(path);
+    else if ((rc = trim_metrics(path, step, e))) goto out;
+    if (!(mf = fopen(path, "a"))) { rc = sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno)); goto out; }
+    if (c->progress)
+        fprintf(c->progress, "sra-train: %zu parameters, %zu training tokens (%lld bad records), %zu held-out tokens, "
+                "step %lld of %lld\n", m.n_params, tr.n, (long long)tr.bad_records, ev.n, (long long)step,
+                (long long)c->steps);
+
+    adamw_cfg ac = {(float)c->lr, (float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
+    sra_progress prog;
+    sra_progress_begin(&prog, c->progress, "steps", (double)c->steps);
+    double t_start = sra_now(), tok_total = 0;
+    int64_t first = step;
+    while (step < c->steps) {
+        double t0 = sra_now();
+        model_zero_grad(&m);
+        /* counted tokens of the whole step first: every micro-batch's
+         * dlogits are scaled by 1 / (all of them) */
+        uint64_t rng0 = rng;
+        int64_t count = 0;
+        for (int a = 0; a < c->accum; a++) {
+            lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
+            count += model_count_targets(tg, (size_t)c->batch * c->seq);
+        }
+        rng = rng0;
+        double loss = 0;
+        for (int a = 0; a < c->accum; a++) {
+            lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
+            float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
+            if (l < 0) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory for activations"); goto out; }
+            model_backward(&m);
+            loss += m.loss_sum;
+        }
+        loss /= (double)count;
+        double gnorm = adamw_clip(m.grads, m.n_params, c->clip);
+        float lr = adamw_lr(&ac, (float)c->min_lr, c->warmup, c->steps, step);
+        for (int i = 0; i < m.n_tensors; i++) {
+            const model_tensor *t = &m.tensors[i];
+            adamw_update(m.params + t->off, m.grads + t->off, am + t->off, av + t->off, t->n, &ac, lr, step + 1,
+                         t->decay);
+        }
+        step++;
+        double dt = sra_now() - t0, ntok = (double)c->batch * c->seq * c->accum;
+        tok_total += ntok;
+        if (step == first + 1) rep->first_loss = loss;
+        rep->last_loss = loss;
+        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
+                    "\"seconds\": %.3f}\n", (long long)step, loss, lr, gnorm, ntok / dt, sra_now() - t_start);
+        if (c->progress) {
+            snprintf(prog.note, sizeof prog.note, "loss %.4f, %.0f tok/s", loss, ntok / dt);
+            sra_progress_update(&prog, (double)step);
+        }
+        int last = step == c->steps;
+        if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
+            double el, bpb;
+            int64_t et, eb;
+            if (evaluate(&m, &ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) {
+                rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+                goto out;
+            }
+            rep->eval_loss = el;
+            rep->eval_bpb = bpb;
+            fprintf(mf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, "
+                        "\"eval_tokens\": %lld, \"eval_bytes\": %lld}\n",
+                    (long long)step, el, exp(el), bpb, (long long)et, (long long)eb);
+            if (c->progress && !prog.tty)
+                fprintf(c->progress, "sra-train: step %lld: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n",
+                        (long long)step, el, exp(el), bpb);
+        }
+        fflush(mf);
+        if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last) {
+            char dir[4400], st[8192];
+            snprintf(dir, sizeof dir, "%s/ckpt/step-%08lld", c->out, (long long)step);
+            snprintf(st, sizeof st, "{\"step\": %lld, \"rng\": \"%016llx\", \"config\": %s}", (long long)step,
+                     (unsigned long long)rng, cfg_json);
+            if (ckpt_save(dir, &m, am, av, st, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
+            snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
+            snprintf(st, sizeof st, "step-%08lld\n", (long long)step);
+            if ((rc = write_file(path, st, e))) goto out;
+        }
+    }
+    rep->steps_done = step;
+    rep->tokens_per_s = tok_total / (sra_now() - t_start + 1e-9);
+    {
+        char extra[200];
+        snprintf(extra, sizeof extra, "(loss %.4f -> %.4f, %.0f tokens/s)", rep->first_loss, rep->last_loss,
+                 rep->tokens_per_s);
+        sra_progress_end(&prog, extra);
+    }
+    /* the student as a Hugging Face folder, with its tokenizer */
+    snprintf(path, sizeof path, "%s/final", c->out);
+    if (model_export_hf(&m, path, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
+    {
+        size_t n;
+        char *tj = sra_read_file(c->tokenizer, &n);
+        snprintf(path, sizeof path, "%s/final/tokenizer.json", c->out);
+        FILE *f = tj ? fopen(path, "wb") : NULL;
+        if (!f || fwrite(tj, 1, n, f) != n || fclose(f)) rc = sra_err_set(e, SRA_E_IO, "%s: cannot write", path);
+        free(tj);
+    }
+out:
+    if (mf) fclose(mf);
+    free(cfg_json); free(state); free(am); free(av); free(ids); free(tg);
+    model_free(&m);
+    lmd_free(&tr);
+    lmd_free(&ev);
+    tok_free(tok);
+    return rc;
+}

@@ -1,0 +1,78 @@
+/*
+ * trainer.h - the training loop of sra-train (prefix trn_): plain
+ * language-model training (cross-entropy on the student's own tokens),
+ * evaluation in bits per byte, checkpoints and resume. Distillation (issue
+ * 8) adds its losses on top of this loop.
+ *
+ * Output folder (out):
+ *   train_config.json   the resolved configuration (every key, defaults
+ *                       filled in; keys are the sra-train flags with
+ *                       '-' -> '_')
+ *   metrics.jsonl       one JSON object per step: step, loss, lr,
+ *                       grad_norm, tokens_per_s, seconds; and per
+ *                       evaluation: step, eval_loss, eval_ppl, eval_bpb,
+ *                       eval_tokens, eval_bytes
+ *   ckpt/step-NNNNNNNN/ checkpoints (checkpoint.h); ckpt/latest names the
+ *                       newest complete one
+ *   final/              the trained student as a Hugging Face folder
+ *                       (config.json, model.safetensors) plus the
+ *                       student's tokenizer.json: sra-generate reads it
+ *
+ * Resume (resume = 1): starts from ckpt/latest when there is one (model,
+ * AdamW moments, step, data RNG), keeps metrics.jsonl up to that step and
+ * continues; the losses are bit-identical to an uninterrupted run with the
+ * same threads. The configuration must match the checkpoint's (refused
+ * naming the key otherwise), except steps, eval_every, ckpt_every.
+ *
+ * A step: accum micro-batches of batch x seq tokens (random windows of
+ * the training stream, lmdata.h), gradients averaged over all counted
+ * tokens of the step, clipped to clip (global L2 norm; 0 = off), AdamW at
+ * the scheduled learning rate (adamw.h).
+ */
+#ifndef SRA_TRAINER_H
+#define SRA_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+typedef struct {
+    /* data */
+    const char *const *data; int n_data;   /* training files */
+    const char *const *eval; int n_eval;   /* held-out files (may be 0) */
+    const char *tokenizer;                 /* the student's tokenizer.json */
+    const char *text_field;                /* JSONL field (default text) */
+    int64_t max_bytes;                     /* .txt document cut (dataset.h) */
+    /* model: from a Hugging Face folder, or a new one of this shape */
+    const char *from;
+    int d_model, layers, heads, kv_heads, ffn, tie, max_pos;
+    double rope_theta;
+    /* optimization */
+    int batch, seq, accum;
+    int64_t steps, warmup;
+    double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
+    uint64_t seed;
+    int64_t eval_every, ckpt_every, eval_max_windows;
+    /* run */
+    const char *out;
+    int resume;
+    FILE *progress;                        /* progress line / summaries (NULL = silent) */
+} trn_config;
+
+void trn_config_default(trn_config *c);
+
+/* Resolved configuration as a JSON object string (malloc'd). */
+char *trn_config_json(const trn_config *c);
+
+typedef struct {
+    int64_t steps_done;
+    double first_loss, last_loss;
+    double eval_loss, eval_bpb;          /* the last evaluation (NAN when none) */
+    int64_t params;
+    double tokens_per_s;
+} trn_report;
+
+int trn_run(const trn_config *c, trn_report *rep, sra_err *e);
+
+#endif /* SRA_TRAINER_H */
