@@ -128,7 +128,7 @@ fuzz: fuzz-build
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PROGS) tools/sra-plot $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/
 
 clean:

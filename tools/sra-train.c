@@ -129,6 +129,7 @@ int main(int argc, char **argv) {
         {"eval-every", K_I64, &c.eval_every, "steps between evaluations (100)"},
         {"eval-max-windows", K_I64, &c.eval_max_windows, "evaluate on at most this many windows, 0 = all (0)"},
         {"ckpt-every", K_I64, &c.ckpt_every, "steps between checkpoints (500)"},
+        {"stop-after", K_I64, &c.stop_after, "stop with a checkpoint after this many steps of this run (0 = off)"},
     };
     const int NO = (int)(sizeof o / sizeof *o);
     cJSON *cfg = NULL;

@@ -295,8 +295,9 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     sra_progress prog;
     sra_progress_begin(&prog, c->progress, "steps", (double)c->steps);
     double t_start = sra_now(), tok_total = 0;
-    int64_t first = step;
-    while (step < c->steps) {
+    int64_t first = step, stop = c->steps;
+    if (c->stop_after > 0 && step + c->stop_after < stop) stop = step + c->stop_after;
+    while (step < stop) {
         double t0 = sra_now();
         model_zero_grad(&m);
         /* counted tokens of the whole step first: every micro-batch's
@@ -335,7 +336,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             snprintf(prog.note, sizeof prog.note, "loss %.4f, %.0f tok/s", loss, ntok / dt);
             sra_progress_update(&prog, (double)step);
         }
-        int last = step == c->steps;
+        int last = step == stop;
         if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
             double el, bpb;
             int64_t et, eb;

@@ -22,7 +22,8 @@
  * AdamW moments, step, data RNG), keeps metrics.jsonl up to that step and
  * continues; the losses are bit-identical to an uninterrupted run with the
  * same threads. The configuration must match the checkpoint's (refused
- * naming the key otherwise), except steps, eval_every, ckpt_every.
+ * naming the key otherwise), except steps, eval_every, ckpt_every (and
+ * the run-only stop_after).
  *
  * A step: accum micro-batches of batch x seq tokens (random windows of
  * the training stream, lmdata.h), gradients averaged over all counted
@@ -57,6 +58,9 @@ typedef struct {
     /* run */
     const char *out;
     int resume;
+    int64_t stop_after;                    /* > 0: stop (with a checkpoint) after this
+                                              many steps of this run; the schedule still
+                                              runs to `steps` (time-limited jobs) */
     FILE *progress;                        /* progress line / summaries (NULL = silent) */
 } trn_config;
 
