@@ -60,6 +60,16 @@ check config_bad_type nz "key 'd_model' has the wrong type" "$B/sra-train" --con
 echo '{"colour": 1}' > "$T/bad2.json"
 check config_unknown_key nz "unknown key 'colour'" "$B/sra-train" --config "$T/bad2.json"
 
+# gradient accumulation: 2 micro-batches of 2 draw the same 4 windows as one
+# batch of 4, so the losses agree to float summation order
+check accum_run 0 "" "$B/sra-train" "${common[@]}" --steps 5 --batch 2 --accum 2 --eval-every 0 --out "$T/accum"
+check batch4_run 0 "" "$B/sra-train" "${common[@]}" --steps 5 --batch 4 --eval-every 0 --out "$T/b4"
+losses "$T/accum" > "$T/d"; losses "$T/b4" > "$T/e"
+check accum_equals_batch 0 "^close" bash -c "paste '$T/d' '$T/e' | awk '{d=\$2-\$4; if (d<0) d=-d; if (d>m) m=d} END {if (NR==5 && m<1e-4) print \"close\", m; else print \"far\", NR, m}'"
+# start from a Hugging Face checkpoint (the TinyStories teacher, its own tokenizer)
+check from_hf 0 "" "$B/sra-train" --tokenizer "$TOKJ" --data "$T/train.txt" --from "$S/models/tinystories-656k" \
+    --seq 64 --batch 2 --steps 3 --eval-every 0 --out "$T/from" --quiet
+check from_hf_config 0 '"hidden_size": 128' cat "$T/from/final/config.json"
 check generate_from_final 0 "." "$B/sra-generate" --model "$T/full/final" --prompt "ROMEO:" --steps 8
 check mismatched_tokenizer nz "do not belong together" "$B/sra-train" --tokenizer "$S/tokenizers/gpt2/tokenizer.json" \
     --data "$T/train.txt" --from "$S/models/tinystories-656k" --steps 1 --out "$T/mm" --quiet
