@@ -1,0 +1,54 @@
+/*
+ * vocab.h - the shared vocabulary of method.md §4 and MinED's token map
+ * (prefix vocab_), built at train time from the teacher tokenizer stored
+ * in the cache and the student's tokenizer.json.
+ *
+ * Keys. Every token's decoded bytes (tok_token_bytes: byte-level "Ġ" and
+ * SentencePiece "▁" become spaces, byte-fallback tokens their byte) give
+ * it a key, by the `pool` rule:
+ *   firstword  the bytes stripped of leading and trailing ASCII whitespace
+ *              (as Python's bytes.strip, the oracle's rule), then cut at
+ *              the first inner whitespace byte ("upon▁a▁tim" -> "upon");
+ *   strip      the stripped bytes whole.
+ * Whitespace-only tokens and special added tokens get no key. The shared
+ * keys are those both sides have, numbered 0..K-1 in byte order; t_key
+ * and s_key map each id to its shared key or -1.
+ *
+ * MinED (method.md §6): each teacher id maps to the student id whose
+ * decoded bytes are nearest in Levenshtein distance (ties: the lower
+ * student id); an exact match wins at once. Computed lazily per teacher
+ * id (vocab_mined_map) and memoized, since a cache's top-k uses only part
+ * of a big teacher vocabulary.
+ *
+ * Threads: a vocab_map is immutable after vocab_build except the MinED
+ * memo, which vocab_mined_map fills (one thread at a time).
+ */
+#ifndef SRA_VOCAB_H
+#define SRA_VOCAB_H
+
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+typedef enum { VOCAB_POOL_FIRSTWORD = 0, VOCAB_POOL_STRIP } vocab_pool;
+int vocab_pool_parse(const char *s); /* -1 when unknown */
+
+typedef struct {
+    int32_t VT, VS;     /* teacher and student vocabulary sizes */
+    int32_t K;          /* shared keys */
+    int32_t *t_key;     /* (VT) */
+    int32_t *s_key;     /* (VS) */
+    /* MinED */
+    int32_t *t2s;       /* (VT) student id, -1 = none, -2 = not computed yet */
+    char **s_bytes;     /* (VS) decoded bytes of student ids (NUL-terminated), NULL = no string */
+    int32_t *s_len;
+    const tok_tokenizer *teacher;
+} vocab_map;
+
+int vocab_build(vocab_map *v, const tok_tokenizer *teacher, const tok_tokenizer *student, vocab_pool pool,
+                char *err, size_t errlen);
+void vocab_free(vocab_map *v);
+/* MinED's student id for teacher id t (computed on first use). */
+int32_t vocab_mined_map(vocab_map *v, int32_t t);
+
+#endif /* SRA_VOCAB_H */
