@@ -168,6 +168,9 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
     }
 }
 
+/* OpenBLAS's small-matrix limit on M*N*K, see matmul_backward */
+#define SGEMM_SMALL_MNK 1000000u
+
 typedef struct { float *dinp, *dweight, *dbias; const float *dout, *inp, *weight; int N, C, OC; } matmul_back_args;
 
 /* Rows [r0, r1) of dinp: dinp[r0:r1] (n,C) += dout[r0:r1] (n,OC) @ weight (OC,C). */
@@ -211,15 +214,22 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     // Two passes, each split so that every thread owns distinct output rows
     // (no races, and every element is one whole reduction whatever the
     // thread count): dinp by input rows, dweight and dbias by output
-    // channels. A thread is worth ~1 MFLOP, as in matmul_forward.
+    // channels. A thread gets more than SGEMM_SMALL_MNK multiply-adds
+    // (~2 MFLOP, beside matmul_forward's ~1): Debian's OpenBLAS 0.3.21
+    // (Cooperlake kernels) rounds small calls differently. Measured for
+    // dinp's NoTrans x NoTrans: a row's bits change in calls of up to 9 rows
+    // at C=273 OC=391, up to 1 row at C=OC=768, i.e. while M*N*K <= 1e6
+    // (the small-matrix permit's 100^3), so 1 vs 5 threads differed at
+    // N=27 C=273 OC=391. With every slice above it, 400 random shapes gave
+    // the same bits on 1, 2, 3, 5 and 8 threads.
     if (N <= 0 || OC <= 0) return;
     matmul_back_args a = {dinp, dweight, dbias, dout, inp, weight, N, C, OC};
     if (dinp && C > 0) {
-        size_t flops_per_row = 2 * (size_t)C * (size_t)OC, min_rows = (1u << 20) / (flops_per_row + 1) + 1;
+        size_t mnk_per_row = (size_t)C * (size_t)OC, min_rows = SGEMM_SMALL_MNK / mnk_per_row + 1;
         par_range((size_t)N, min_rows, matmul_back_rows, &a);
     }
     if (dweight || dbias) {
-        size_t flops_per_col = 2 * (size_t)N * ((size_t)C + 1), min_cols = (1u << 20) / (flops_per_col + 1) + 1;
+        size_t mnk_per_col = (size_t)N * ((size_t)C + 1), min_cols = SGEMM_SMALL_MNK / mnk_per_col + 1;
         par_range((size_t)OC, min_cols, matmul_back_cols, &a);
     }
 }

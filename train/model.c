@@ -246,7 +246,7 @@ static int grow_acts(model *m, int B, int T) {
     size_t L = (size_t)c->n_layers, C = (size_t)c->hidden, I = (size_t)c->intermediate, H2 = (size_t)c->head_dim / 2;
     size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
     /* forward: x (L+1), per block h1 q k v att xm h2 g u s, then hf cos sin pos */
-    size_t per_row = (L + 1) * C + L * (C + QD + KD + KD + QD + C + C + I + I + I) + C + 2 * H2 + 1;
+    size_t per_row = (L + 1) * C + L * (C + QD + KD + KD + QD + C + C + I + I + I) + C + 2 * H2 + 1 + 1;
     free(m->acts);
     free(m->dacts);
     m->acts = malloc(N * per_row * sizeof(float));
@@ -259,7 +259,7 @@ static int grow_acts(model *m, int B, int T) {
     TAKE(m->x, (L + 1) * C);
     TAKE(m->h1, L * C); TAKE(m->q, L * QD); TAKE(m->k, L * KD); TAKE(m->v, L * KD); TAKE(m->att, L * QD);
     TAKE(m->xm, L * C); TAKE(m->h2, L * C); TAKE(m->g, L * I); TAKE(m->u, L * I); TAKE(m->s, L * I);
-    TAKE(m->hf, C); TAKE(m->cos, H2); TAKE(m->sin, H2);
+    TAKE(m->hf, C); TAKE(m->cos, H2); TAKE(m->sin, H2); TAKE(m->mass, 1);
     m->pos = (int32_t *)p;
     p = m->dacts;
     TAKE(m->dx, C); TAKE(m->dh, C); TAKE(m->dq, QD); TAKE(m->dk, KD); TAKE(m->dv, KD); TAKE(m->datt, QD);
@@ -304,7 +304,8 @@ float model_forward(model *m, const int32_t *ids, const int32_t *targets, const 
         matmul_forward(v, h1, w->wv, w->bv, (int)N, C, KD);      // v (N,NKV,HS)
         rope_forward(q, m->cos, m->sin, (int)N, NH, HS);          // saved after RoPE: what attention saw
         rope_forward(k, m->cos, m->sin, (int)N, NKV, HS);
-        attention_forward(att, NULL, q, k, v, valid, B, T, T, NH, NKV, HS, m->scratch); // att (N,QD)
+        float *mass = m->want_mass && l == L - 1 ? m->mass : NULL; // (N) the last layer's received mass
+        attention_forward(att, mass, q, k, v, valid, B, T, T, NH, NKV, HS, m->scratch); // att (N,QD)
         matmul_forward(xm, att, w->wo, w->bo, (int)N, QD, C);    // xm = x + att Wo^T (+ bo)
         residual_forward(xm, x, N * C);
         rmsnorm_forward(h2, xm, w->ln2, (int)N, C, eps);

@@ -75,6 +75,9 @@ typedef struct {
     float *x;                           /* (L+1, N, C) residual stream into each block, and after the last */
     float *h1, *q, *k, *v, *att, *xm, *h2, *g, *u, *s; /* (L, N, *) per block */
     float *hf;                          /* (N, C) final-norm output */
+    int want_mass;                      /* set by the caller: fill mass in model_forward */
+    float *mass;                        /* (N) attention mass each token receives in the last
+                                           layer (method.md §3, attn:L); a constant for losses */
     float *cos, *sin;                   /* (N, HS/2) */
     int32_t *pos;                       /* (N) */
     float *scratch;                     /* attention forward scratch */

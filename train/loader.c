@@ -1,0 +1,410 @@
+/*
+ * loader.c - a teacher cache streamed in shuffled chunks with a prefetch
+ * thread (contract: loader.h).
+ */
+#include "loader.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef struct { int shard; int64_t first, end; } chunk;
+
+/* One chunk's documents, deep copies in growable arrays. */
+typedef struct {
+    int64_t n;                          /* documents */
+    int64_t *doc_text, *doc_atom;       /* (n+1) offsets */
+    int64_t *record, *loss_start;       /* (n) */
+    char *text; size_t cap_text;
+    int32_t *start, *end, *ids; float *mass, *com, *lp, *tail;
+    size_t cap_atoms;
+    size_t cap_docs;
+    char err[512];
+    int failed;
+} chunkbuf;
+
+struct ldr {
+    int n_shards;
+    cache_reader **r;
+    chunk *chunks;
+    int64_t n_chunks, n_docs;
+    int64_t *order;             /* (n_chunks) this epoch's order */
+    int slot, d, k;
+    cache_dtype dt;
+    tok_tokenizer *tt;
+    uint64_t seed;
+    int64_t epoch, ci, di;      /* position: chunk order[ci], document di in it */
+    chunkbuf buf[2];
+    int cur;                    /* buf[cur] is being consumed */
+    /* prefetch */
+    pthread_t th;
+    int th_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int job;                    /* -1 none; else chunk index to fill into buf[!cur] */
+    int job_done, quit;
+    int64_t job_epoch, job_ci;
+    double wait_s;
+};
+
+static void buf_free(chunkbuf *b) {
+    free(b->doc_text); free(b->doc_atom); free(b->record); free(b->loss_start); free(b->text);
+    free(b->start); free(b->end); free(b->ids); free(b->mass); free(b->com); free(b->lp); free(b->tail);
+    memset(b, 0, sizeof *b);
+}
+
+/* Decodes chunk c into b. */
+static int fill(ldr *l, chunkbuf *b, const chunk *c) {
+    cache_reader *r = l->r[c->shard];
+    int64_t n = c->end - c->first;
+    b->n = 0;
+    b->failed = 0;
+    if ((size_t)n + 1 > b->cap_docs) {
+        size_t cap = (size_t)n + 1;
+        int64_t *a = realloc(b->doc_text, cap * 8), *a2 = realloc(b->doc_atom, cap * 8);
+        if (a) b->doc_text = a;
+        if (a2) b->doc_atom = a2;
+        int64_t *a3 = realloc(b->record, cap * 8), *a4 = realloc(b->loss_start, cap * 8);
+        if (a3) b->record = a3;
+        if (a4) b->loss_start = a4;
+        if (!a || !a2 || !a3 || !a4) goto oom;
+        b->cap_docs = cap;
+    }
+    b->doc_text[0] = b->doc_atom[0] = 0;
+    if (cache_iter_begin(r, c->first, c->end, 1)) goto bad;
+    cache_doc d;
+    int rc;
+    while ((rc = cache_iter_next(r, &d)) == 1) {
+        int64_t i = b->n, t0 = b->doc_text[i], a0 = b->doc_atom[i], A = d.n_atoms;
+        if ((size_t)(t0 + d.text_len) > b->cap_text) {
+            size_t cap = (size_t)(t0 + d.text_len) * 2 + 4096;
+            char *t = realloc(b->text, cap);
+            if (!t) goto oom_iter;
+            b->text = t;
+            b->cap_text = cap;
+        }
+        if ((size_t)(a0 + A) > b->cap_atoms) {
+            size_t cap = (size_t)(a0 + A) * 2 + 256, d_ = (size_t)l->d, k = (size_t)l->k;
+            int32_t *s = realloc(b->start, cap * 4), *e = realloc(b->end, cap * 4), *ids = realloc(b->ids, cap * k * 4);
+            if (s) b->start = s;
+            if (e) b->end = e;
+            if (ids) b->ids = ids;
+            float *m = realloc(b->mass, cap * 4), *cm = realloc(b->com, cap * d_ * 4), *lp = realloc(b->lp, cap * k * 4),
+                  *tl = realloc(b->tail, cap * 4);
+            if (m) b->mass = m;
+            if (cm) b->com = cm;
+            if (lp) b->lp = lp;
+            if (tl) b->tail = tl;
+            if (!s || !e || !ids || !m || !cm || !lp || !tl) goto oom_iter;
+            b->cap_atoms = cap;
+        }
+        memcpy(b->text + t0, d.text, (size_t)d.text_len);
+        memcpy(b->start + a0, d.atom_start, (size_t)A * 4);
+        memcpy(b->end + a0, d.atom_end, (size_t)A * 4);
+        memcpy(b->mass + a0, d.mass, (size_t)A * 4);
+        memcpy(b->tail + a0, d.tail_mass, (size_t)A * 4);
+        memcpy(b->ids + a0 * l->k, d.topk_ids, (size_t)A * l->k * 4);
+        for (int64_t j = 0; j < A * l->k; j++) b->lp[a0 * l->k + j] = sra_f16_to_f32(d.topk_logprob[j]);
+        const void *src = d.com[l->slot];
+        float *dst = b->com + a0 * l->d;
+        size_t nn = (size_t)A * l->d;
+        if (l->dt == CACHE_F32) memcpy(dst, src, nn * 4);
+        else if (l->dt == CACHE_F16) for (size_t j = 0; j < nn; j++) dst[j] = sra_f16_to_f32(((const uint16_t *)src)[j]);
+        else for (size_t j = 0; j < nn; j++) dst[j] = sra_bf16_to_f32(((const uint16_t *)src)[j]);
+        b->record[i] = d.record;
+        b->loss_start[i] = d.loss_start;
+        b->doc_text[i + 1] = t0 + d.text_len;
+        b->doc_atom[i + 1] = a0 + A;
+        b->n++;
+    }
+    cache_iter_end(r);
+    if (rc < 0) goto bad;
+    return 0;
+oom_iter:
+    cache_iter_end(r);
+oom:
+    snprintf(b->err, sizeof b->err, "out of memory reading a chunk of %s", cache_path(r));
+    b->failed = 1;
+    return -1;
+bad:
+    snprintf(b->err, sizeof b->err, "%s", cache_errmsg(r));
+    b->failed = 1;
+    return -1;
+}
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void make_order(ldr *l, int64_t epoch) {
+    uint64_t s = l->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
+    for (int64_t i = 0; i < l->n_chunks; i++) l->order[i] = i;
+    for (int64_t i = l->n_chunks - 1; i > 0; i--) {
+        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
+        int64_t t = l->order[i]; l->order[i] = l->order[j]; l->order[j] = t;
+    }
+}
+
+/* The chunk at position (epoch, ci), computing that epoch's order when it
+ * is not the current one (prefetch across an epoch boundary). */
+static chunk chunk_at(ldr *l, int64_t epoch, int64_t ci) {
+    if (epoch == l->epoch) return l->chunks[l->order[ci]];
+    uint64_t s = l->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
+    int64_t *o = malloc((size_t)l->n_chunks * sizeof *o);
+    if (!o) return l->chunks[0];
+    for (int64_t i = 0; i < l->n_chunks; i++) o[i] = i;
+    for (int64_t i = l->n_chunks - 1; i > 0; i--) {
+        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
+        int64_t t = o[i]; o[i] = o[j]; o[j] = t;
+    }
+    chunk c = l->chunks[o[ci]];
+    free(o);
+    return c;
+}
+
+static void *prefetch_main(void *arg) {
+    ldr *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->job < 0 && !l->quit) pthread_cond_wait(&l->cv, &l->mu);
+        if (l->quit) break;
+        int64_t ep = l->job_epoch, ci = l->job_ci;
+        chunkbuf *b = &l->buf[l->job];
+        pthread_mutex_unlock(&l->mu);
+        chunk c = chunk_at(l, ep, ci);
+        fill(l, b, &c);
+        pthread_mutex_lock(&l->mu);
+        l->job = -1;
+        l->job_done = 1;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* The position after (epoch, ci). */
+static void next_pos(const ldr *l, int64_t *ep, int64_t *ci) {
+    if (++*ci == l->n_chunks) { *ci = 0; ++*ep; }
+}
+
+static void start_prefetch(ldr *l) {
+    int64_t ep = l->epoch, ci = l->ci;
+    next_pos(l, &ep, &ci);
+    pthread_mutex_lock(&l->mu);
+    l->job_epoch = ep;
+    l->job_ci = ci;
+    l->job_done = 0;
+    l->job = !l->cur;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err, size_t errlen) {
+    *out = NULL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    size_t n;
+    char *text = sra_read_file(path, &n);
+    if (!text) {
+        snprintf(err, errlen, "%s: cannot read (%s): a cache folder gets its manifest from sra-extract (or "
+                 "'sra-extract --finalize %s' after sharded runs)", path, strerror(errno), dir);
+        return -1;
+    }
+    cJSON *man = cJSON_ParseWithLength(text, n);
+    free(text);
+    const cJSON *complete = man ? cJSON_GetObjectItemCaseSensitive(man, "complete") : NULL;
+    const cJSON *shards = man ? cJSON_GetObjectItemCaseSensitive(man, "shards") : NULL;
+    if (!cJSON_IsArray(shards) || !cJSON_GetArraySize(shards)) {
+        snprintf(err, errlen, "%s: not an sra-extract manifest (no \"shards\")", path);
+        cJSON_Delete(man);
+        return -1;
+    }
+    if (!cJSON_IsTrue(complete)) {
+        snprintf(err, errlen, "%s: the cache is incomplete (\"complete\": false): make the missing shards, then "
+                 "'sra-extract --finalize %s'", path, dir);
+        cJSON_Delete(man);
+        return -1;
+    }
+    ldr *l = calloc(1, sizeof *l);
+    if (!l) { cJSON_Delete(man); snprintf(err, errlen, "out of memory"); return -1; }
+    l->seed = seed;
+    l->job = -1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->n_shards = cJSON_GetArraySize(shards);
+    l->r = calloc((size_t)l->n_shards, sizeof *l->r);
+    int rc = l->r ? 0 : -1;
+    if (rc) snprintf(err, errlen, "out of memory");
+    const cache_meta *m0 = NULL;
+    int i = 0;
+    for (const cJSON *s = shards->child; !rc && s; s = s->next, i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "file");
+        if (!cJSON_IsString(f) || strchr(f->valuestring, '/')) {
+            snprintf(err, errlen, "%s: shard %d has no valid \"file\"", path, i);
+            rc = -1;
+            break;
+        }
+        char sp[4400];
+        snprintf(sp, sizeof sp, "%s/%s", dir, f->valuestring);
+        if (cache_open(&l->r[i], sp)) {
+            snprintf(err, errlen, "%s", l->r[i] ? cache_errmsg(l->r[i]) : "out of memory");
+            rc = -1;
+            break;
+        }
+        const cache_meta *m = cache_meta_get(l->r[i]);
+        if (!m0) m0 = m;
+        else if (strcmp(m->atoms, m0->atoms) || strcmp(m->mass, m0->mass) || m->hidden_size != m0->hidden_size ||
+                 m->topk != m0->topk || m->n_layers != m0->n_layers ||
+                 memcmp(m->layers, m0->layers, sizeof m->layers) || m->hidden_dtype != m0->hidden_dtype) {
+            snprintf(err, errlen, "%s: atoms, mass, layers, hidden size or top-k differ from %s", sp,
+                     cache_path(l->r[0]));
+            rc = -1;
+        }
+        l->n_docs += cache_n_docs(l->r[i]);
+    }
+    cJSON_Delete(man);
+    if (!rc) {
+        l->slot = -1;
+        for (int j = 0; j < m0->n_layers; j++) if (m0->layers[j] == layer) l->slot = j;
+        if (l->slot < 0) {
+            snprintf(err, errlen, "%s: no stored CoM for layer %d (the cache has layers", cache_path(l->r[0]), layer);
+            for (int j = 0; j < m0->n_layers; j++)
+                snprintf(err + strlen(err), errlen - strlen(err), "%s %d", j ? "," : "", m0->layers[j]);
+            snprintf(err + strlen(err), errlen - strlen(err), "; -1 = final norm)");
+            rc = -1;
+        }
+    }
+    if (!rc && cache_read_blobs(l->r[0])) {
+        snprintf(err, errlen, "%s", cache_errmsg(l->r[0]));
+        rc = -1;
+    }
+    if (!rc && (tok_load_json(&l->tt, (const char *)m0->teacher_tokenizer_json, m0->teacher_tokenizer_len,
+                              "teacher tokenizer (in the cache)"))) {
+        snprintf(err, errlen, "%s: the stored teacher tokenizer does not load: %s", cache_path(l->r[0]),
+                 l->tt ? tok_errmsg(l->tt) : "out of memory");
+        rc = -1;
+    }
+    if (!rc) {
+        l->d = (int)m0->hidden_size;
+        l->k = (int)m0->topk;
+        l->dt = m0->hidden_dtype;
+        for (int s = 0; s < l->n_shards; s++) l->n_chunks += (cache_n_docs(l->r[s]) + LDR_CHUNK_DOCS - 1) / LDR_CHUNK_DOCS;
+        l->chunks = malloc((size_t)(l->n_chunks ? l->n_chunks : 1) * sizeof *l->chunks);
+        l->order = malloc((size_t)(l->n_chunks ? l->n_chunks : 1) * sizeof *l->order);
+        if (!l->chunks || !l->order) { snprintf(err, errlen, "out of memory"); rc = -1; }
+        if (!rc && !l->n_docs) { snprintf(err, errlen, "%s: the cache holds no document", dir); rc = -1; }
+    }
+    if (!rc) {
+        int64_t c = 0;
+        for (int s = 0; s < l->n_shards; s++)
+            for (int64_t f = 0; f < cache_n_docs(l->r[s]); f += LDR_CHUNK_DOCS) {
+                int64_t e = f + LDR_CHUNK_DOCS < cache_n_docs(l->r[s]) ? f + LDR_CHUNK_DOCS : cache_n_docs(l->r[s]);
+                l->chunks[c++] = (chunk){s, f, e};
+            }
+        if (pthread_create(&l->th, NULL, prefetch_main, l) == 0) l->th_started = 1;
+        else { snprintf(err, errlen, "cannot start the prefetch thread"); rc = -1; }
+    }
+    if (!rc) {
+        int64_t pos[3] = {0, 0, 0};
+        rc = ldr_seek(l, pos, err, errlen);
+    }
+    if (rc) { ldr_close(l); return -1; }
+    *out = l;
+    return 0;
+}
+
+static void wait_job(ldr *l) {
+    pthread_mutex_lock(&l->mu);
+    while (l->job >= 0) pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void ldr_close(ldr *l) {
+    if (!l) return;
+    if (l->th_started) {
+        pthread_mutex_lock(&l->mu);
+        l->quit = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->th, NULL);
+    }
+    for (int s = 0; l->r && s < l->n_shards; s++) cache_close(l->r[s]);
+    free(l->r);
+    free(l->chunks);
+    free(l->order);
+    buf_free(&l->buf[0]);
+    buf_free(&l->buf[1]);
+    tok_free(l->tt);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+}
+
+const cache_meta *ldr_meta(const ldr *l) { return cache_meta_get(l->r[0]); }
+const tok_tokenizer *ldr_teacher_tokenizer(const ldr *l) { return l->tt; }
+int64_t ldr_n_docs(const ldr *l) { return l->n_docs; }
+double ldr_wait_seconds(const ldr *l) { return l->wait_s; }
+
+void ldr_tell(const ldr *l, int64_t pos[3]) {
+    pos[0] = l->epoch;
+    pos[1] = l->ci;
+    pos[2] = l->di;
+}
+
+int ldr_seek(ldr *l, const int64_t pos[3], char *err, size_t errlen) {
+    if (pos[1] < 0 || pos[1] >= l->n_chunks || pos[0] < 0 || pos[2] < 0) {
+        snprintf(err, errlen, "loader position (%lld, %lld, %lld) is outside the cache (%lld chunks): a checkpoint "
+                 "of another cache?", (long long)pos[0], (long long)pos[1], (long long)pos[2], (long long)l->n_chunks);
+        return -1;
+    }
+    wait_job(l);
+    l->epoch = pos[0];
+    l->ci = pos[1];
+    make_order(l, l->epoch);
+    chunk c = l->chunks[l->order[l->ci]];
+    if (fill(l, &l->buf[l->cur], &c)) { snprintf(err, errlen, "%s", l->buf[l->cur].err); return -1; }
+    if (pos[2] > l->buf[l->cur].n) { snprintf(err, errlen, "loader position: document %lld past its chunk", (long long)pos[2]); return -1; }
+    l->di = pos[2];
+    start_prefetch(l);
+    return 0;
+}
+
+int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen) {
+    chunkbuf *b = &l->buf[l->cur];
+    while (l->di >= b->n) {
+        /* this chunk is used up: take the prefetched one */
+        double t0 = sra_now();
+        wait_job(l);
+        l->wait_s += sra_now() - t0;
+        next_pos(l, &l->epoch, &l->ci);
+        if (l->ci == 0) make_order(l, l->epoch);
+        l->cur = !l->cur;
+        b = &l->buf[l->cur];
+        l->di = 0;
+        if (b->failed) { snprintf(err, errlen, "%s", b->err); return -1; }
+        start_prefetch(l);
+    }
+    int64_t i = l->di++, a0 = b->doc_atom[i];
+    d->record = b->record[i];
+    d->text = b->text + b->doc_text[i];
+    d->len = b->doc_text[i + 1] - b->doc_text[i];
+    d->loss_start = b->loss_start[i];
+    d->A = b->doc_atom[i + 1] - a0;
+    d->k = l->k;
+    d->start = b->start + a0;
+    d->end = b->end + a0;
+    d->mass = b->mass + a0;
+    d->com = b->com + a0 * l->d;
+    d->topk_ids = b->ids + a0 * l->k;
+    d->topk_lp = b->lp + a0 * l->k;
+    d->tail = b->tail + a0;
+    return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * loader.h - streams a teacher cache (an sra-extract output folder) for
+ * sra-train (prefix ldr_). The teacher is never loaded: everything comes
+ * from the shards (cache.h) and their manifest.
+ *
+ * Opening checks: manifest.json present with "complete": true (else the
+ * message says which shards are missing and the command that finishes
+ * them), every shard opens (format version, completeness), the shards
+ * agree on atoms mode, mass, layers, hidden size and top-k, and the
+ * teacher tokenizer blob is present (loaded and checked against its
+ * sha256). The caller checks that the atoms mode suits its method.
+ *
+ * Order: documents are read in CHUNKS of consecutive documents of one
+ * shard (LDR_CHUNK_DOCS). Each epoch visits every chunk of every shard
+ * once, in an order drawn from the seed and the epoch number (so a run is
+ * repeatable and resumable from (epoch, position)); inside a chunk,
+ * documents keep their order. Resident memory does not grow with the
+ * cache: one chunk being decoded ahead plus the one being consumed.
+ *
+ * Prefetch: a background thread decodes the next chunk while the caller
+ * consumes the current one; ldr_wait_seconds tells how long the caller
+ * waited for it.
+ *
+ * Documents handed out are deep copies valid until the next ldr_next.
+ * CoMs are converted to float32 for the chosen layer slot (see
+ * ldr_open). Threads: one consumer thread.
+ */
+#ifndef SRA_LOADER_H
+#define SRA_LOADER_H
+
+#include <stdint.h>
+
+#include "cache.h"
+#include "tokenizer.h"
+
+#define LDR_CHUNK_DOCS 64
+
+typedef struct {
+    int64_t record;
+    const char *text;         /* (len) not NUL-terminated */
+    int64_t len, loss_start;
+    int64_t A;                /* atoms */
+    int k;                    /* top-k per atom */
+    const int32_t *start, *end; /* (A) byte ranges in text */
+    const float *mass;        /* (A) */
+    const float *com;         /* (A, d) float32, layer slot chosen at open */
+    const int32_t *topk_ids;  /* (A, k) */
+    const float *topk_lp;     /* (A, k) */
+    const float *tail;        /* (A) */
+} ldr_doc;
+
+typedef struct ldr ldr;
+
+/* dir: an sra-extract output folder. layer: which stored CoM layer to use
+ * (a value of the cache's layers list, e.g. CACHE_LAYER_FINAL). */
+int ldr_open(ldr **l, const char *dir, int32_t layer, uint64_t seed, char *err, size_t errlen);
+void ldr_close(ldr *l);
+const cache_meta *ldr_meta(const ldr *l);          /* shard 0's metadata */
+const tok_tokenizer *ldr_teacher_tokenizer(const ldr *l);
+int64_t ldr_n_docs(const ldr *l);
+/* Position for checkpoints: (epoch, chunk index in the epoch's order,
+ * document inside the chunk). */
+void ldr_tell(const ldr *l, int64_t pos[3]);
+int ldr_seek(ldr *l, const int64_t pos[3], char *err, size_t errlen);
+/* The next document (wrapping into the next epoch). Returns 0 or -1 with
+ * err (a damaged shard, named). */
+int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen);
+double ldr_wait_seconds(const ldr *l);
+
+#endif /* SRA_LOADER_H */
