@@ -27,7 +27,7 @@ common=(--tokenizer "$TOKJ" --data "$T/train.txt" --eval "$T/eval.txt" --d-model
 losses() { grep -v eval_ "$1/metrics.jsonl" | sed -n 's/.*"step": \([0-9]*\), "loss": \([-0-9.]*\).*/\1 \2/p'; }
 
 check help 0 "usage: sra-train" "$B/sra-train" --help
-check missing_flags nz "--tokenizer, --data and --out are required" "$B/sra-train" --data x
+check missing_flags nz "--tokenizer, --data \\(or --cache\\) and --out are required" "$B/sra-train" --data x
 check unknown_flag nz "unknown option '--bogus'" "$B/sra-train" --bogus 1
 check bad_value nz "--batch 'x': not a valid value" "$B/sra-train" --batch x
 check bad_heads nz "heads must divide d_model" "$B/sra-train" "${common[@]}" --heads 3 --steps 1 --out "$T/bad"

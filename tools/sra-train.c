@@ -20,7 +20,7 @@
 #include "trainer.h"
 #include "util.h"
 
-typedef enum { K_STR, K_LIST, K_INT, K_I64, K_DBL, K_U64 } kind;
+typedef enum { K_STR, K_LIST, K_INT, K_I64, K_DBL, K_U64, K_SINT } kind;
 typedef struct { const char *flag; kind k; void *p; const char *help; } opt;
 
 #define MAXF 64
@@ -62,7 +62,7 @@ static int set_opt(const opt *o, const char *s, const cJSON *j, int *n_list) {
         }
         return 0;
     }
-    case K_INT: case K_I64: case K_U64: {
+    case K_INT: case K_I64: case K_U64: case K_SINT: {
         double d;
         if (j) {
             if (!cJSON_IsNumber(j) && !cJSON_IsBool(j)) return -1;
@@ -71,8 +71,9 @@ static int set_opt(const opt *o, const char *s, const cJSON *j, int *n_list) {
             d = strtod(s, &end);
             if (errno || end == s || *end) return -1;
         }
-        if (d != (double)(long long)d || d < 0) return -1;
-        if (o->k == K_INT) { if (d > INT_MAX) return -1; *(int *)o->p = (int)d; }
+        if (d != (double)(long long)d || (d < 0 && o->k != K_SINT)) return -1;
+        if (o->k == K_SINT) { if (d < INT_MIN || d > INT_MAX) return -1; *(int *)o->p = (int)d; }
+        else if (o->k == K_INT) { if (d > INT_MAX) return -1; *(int *)o->p = (int)d; }
         else if (o->k == K_I64) *(int64_t *)o->p = (int64_t)d;
         else *(uint64_t *)o->p = (uint64_t)d;
         return 0;
@@ -104,6 +105,16 @@ int main(int argc, char **argv) {
         {"out", K_STR, &c.out, "output folder (metrics, checkpoints, final/)"},
         {"text-field", K_STR, &c.text_field, "JSONL field with the text (text)"},
         {"max-bytes", K_I64, &c.max_bytes, ".txt documents are cut at this many bytes (65536)"},
+        {"cache", K_STR, &c.cache, "distill from a teacher cache (sra-extract output folder) instead of --data"},
+        {"cache-layer", K_SINT, &c.cache_layer, "stored CoM layer to align with (-1 = final norm)"},
+        {"method", K_STR, &c.method, "ce | sra | uld | mined, with --cache (sra)"},
+        {"alpha", K_DBL, &c.alpha, "weight of the distillation terms: (1-a) CE + a (...) (0.2)"},
+        {"beta", K_DBL, &c.beta, "weight of L_span (1)"},
+        {"gamma", K_DBL, &c.gamma, "weight of L_geo (1)"},
+        {"tau", K_DBL, &c.tau, "temperature of the span-logit KL (1)"},
+        {"min-shared-mass", K_DBL, &c.min_shared_mass, "skip L_logit spans whose teacher top-k has less shared mass (0.05)"},
+        {"pool", K_STR, &c.pool, "shared-vocabulary keys: firstword | strip (firstword)"},
+        {"span-loss", K_STR, &c.span_loss, "L_span: cos | mse (cos)"},
         {"from", K_STR, &c.from, "start from a Hugging Face Llama folder instead of a new model"},
         {"d-model", K_INT, &c.d_model, "width of a new model (128)"},
         {"layers", K_INT, &c.layers, "blocks (4)"},
@@ -189,8 +200,8 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!c.tokenizer || !c.n_data || !c.out) {
-        fprintf(stderr, "sra-train: --tokenizer, --data and --out are required\n");
+    if (!c.tokenizer || (!c.n_data && !c.cache) || !c.out) {
+        fprintf(stderr, "sra-train: --tokenizer, --data (or --cache) and --out are required\n");
         usage(stderr, o, NO);
         cJSON_Delete(cfg);
         return 2;

@@ -16,7 +16,8 @@
 
 static int rm_dir(const char *dir) {
     /* a checkpoint folder holds exactly our four files */
-    static const char *files[] = {"config.json", "model.safetensors", "optimizer.safetensors", "state.json"};
+    static const char *files[] = {"config.json", "model.safetensors", "optimizer.safetensors", "extra.safetensors",
+                                  "state.json"};
     char p[4400];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
@@ -25,8 +26,8 @@ static int rm_dir(const char *dir) {
     return rmdir(dir);
 }
 
-int ckpt_save(const char *dir, const model *m, const float *am, const float *av, const char *state_json, char *err,
-              size_t errlen) {
+int ckpt_save(const char *dir, const model *m, const float *am, const float *av, const st_out *extra, int n_extra,
+              const char *state_json, char *err, size_t errlen) {
     char tmp[4200], p[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     rm_dir(tmp);
@@ -46,6 +47,8 @@ int ckpt_save(const char *dir, const model *m, const float *am, const float *av,
     free(out);
     free(names);
     if (rc) return -1;
+    snprintf(p, sizeof p, "%s/extra.safetensors", tmp);
+    if (n_extra > 0 && st_write_f32(p, extra, n_extra, NULL, 0, err, errlen)) return -1;
     snprintf(p, sizeof p, "%s/state.json", tmp);
     FILE *f = fopen(p, "w");
     if (!f || fputs(state_json, f) < 0 || fputc('\n', f) == EOF || fflush(f) || fsync(fileno(f)) || fclose(f)) {

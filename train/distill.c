@@ -157,9 +157,8 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
     float ce_scale = count ? (float)((1.0 - a) * grad_scale / (double)count) : 0.0f;
     m->want_mass = c->method == DST_SRA && !c->student_uniform;
     float ce = model_forward(m, ids, tg, valid, B, Tm, ce_scale > 0 ? ce_scale : 1e-30f);
-    free(ids);
-    free(tg);
-    if (ce < 0) { free(valid); snprintf(err, errlen, "out of memory for activations"); return -1; }
+    free(tg); /* ids and valid stay: model_backward reads them */
+    if (ce < 0) { free(ids); free(valid); snprintf(err, errlen, "out of memory for activations"); return -1; }
     st->ce = ce;
     st->tokens = count;
     st->seqs = B;
@@ -179,7 +178,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
             x->cap_scratch = x->scratch ? need_s : 0;
         }
         if (!row_b || !row_g || !hrows || !z || !dh || !x->scratch) {
-            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid);
+            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids);
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -193,7 +192,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
             seqinfo *s = &x->seq[b];
             const ldr_doc *d = &docs[b];
             if (make_spans(x, d, s, dS)) {
-                free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(all_b); free(all_g);
+                free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids); free(all_b); free(all_g);
                 snprintf(err, errlen, "record %lld: spans failed (out of memory or atoms outside the text)",
                          (long long)d->record);
                 return -1;
@@ -306,7 +305,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
         free(all_b);
         free(all_g);
         if (oom) {
-            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid);
+            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids);
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -320,8 +319,9 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
         else if (c->method == DST_ULD) total += a * st->uld;
         else total += a * st->mined;
     }
-    free(valid);
     st->loss = total;
     model_backward(m);
+    free(valid);
+    free(ids);
     return 0;
 }

@@ -14,6 +14,9 @@
 
 #include "adamw.h"
 #include "checkpoint.h"
+#include "distill.h"
+#include "loader.h"
+#include "vocab.h"
 #include "layers.h"
 #include "lmdata.h"
 #include "model.h"
@@ -43,6 +46,15 @@ void trn_config_default(trn_config *c) {
     c->eval_every = 100;
     c->ckpt_every = 500;
     c->eval_max_windows = 0;
+    c->cache_layer = -1;
+    c->method = "sra";
+    c->alpha = 0.2; /* method.md §5 defaults */
+    c->beta = 1.0;
+    c->gamma = 1.0;
+    c->tau = 1.0;
+    c->min_shared_mass = 0.05;
+    c->pool = "firstword";
+    c->span_loss = "cos";
 }
 
 static cJSON *str_list(const char *const *v, int n) {
@@ -59,6 +71,16 @@ char *trn_config_json(const trn_config *c) {
     cJSON_AddStringToObject(o, "tokenizer", c->tokenizer ? c->tokenizer : "");
     cJSON_AddStringToObject(o, "text_field", c->text_field ? c->text_field : "text");
     cJSON_AddNumberToObject(o, "max_bytes", (double)c->max_bytes);
+    cJSON_AddStringToObject(o, "cache", c->cache ? c->cache : "");
+    cJSON_AddNumberToObject(o, "cache_layer", c->cache_layer);
+    cJSON_AddStringToObject(o, "method", c->method ? c->method : "sra");
+    cJSON_AddNumberToObject(o, "alpha", c->alpha);
+    cJSON_AddNumberToObject(o, "beta", c->beta);
+    cJSON_AddNumberToObject(o, "gamma", c->gamma);
+    cJSON_AddNumberToObject(o, "tau", c->tau);
+    cJSON_AddNumberToObject(o, "min_shared_mass", c->min_shared_mass);
+    cJSON_AddStringToObject(o, "pool", c->pool ? c->pool : "firstword");
+    cJSON_AddStringToObject(o, "span_loss", c->span_loss ? c->span_loss : "cos");
     cJSON_AddStringToObject(o, "from", c->from ? c->from : "");
     cJSON_AddNumberToObject(o, "d_model", c->d_model);
     cJSON_AddNumberToObject(o, "layers", c->layers);
@@ -157,8 +179,16 @@ static int trim_metrics(const char *path, int64_t upto, sra_err *e) {
 int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     memset(rep, 0, sizeof *rep);
     rep->eval_loss = rep->eval_bpb = NAN;
-    if (!c->tokenizer || !c->n_data || !c->out)
-        return sra_err_set(e, SRA_E_ARG, "need --tokenizer, --data and --out");
+    if (!c->tokenizer || (!c->n_data && !c->cache) || !c->out)
+        return sra_err_set(e, SRA_E_ARG, "need --tokenizer, --data (or --cache) and --out");
+    int distill = c->cache != NULL;
+    int meth = dst_method_parse(c->method ? c->method : "sra"), pool = vocab_pool_parse(c->pool ? c->pool : "firstword");
+    if (meth < 0) return sra_err_set(e, SRA_E_ARG, "--method '%s': expected ce, sra, uld or mined", c->method);
+    if (pool < 0) return sra_err_set(e, SRA_E_ARG, "--pool '%s': expected firstword or strip", c->pool);
+    if (c->span_loss && strcmp(c->span_loss, "cos") && strcmp(c->span_loss, "mse"))
+        return sra_err_set(e, SRA_E_ARG, "--span-loss '%s': expected cos or mse", c->span_loss);
+    if (c->alpha < 0 || c->alpha > 1 || c->tau <= 0)
+        return sra_err_set(e, SRA_E_ARG, "--alpha must be in [0, 1] and --tau > 0");
     if (c->batch < 1 || c->seq < 2 || c->accum < 1 || c->steps < 0 || c->lr <= 0)
         return sra_err_set(e, SRA_E_ARG, "batch, seq (>= 2), accum must be positive and lr > 0");
     tok_tokenizer *tok = NULL;
@@ -166,6 +196,12 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     model m = {0};
     float *am = NULL, *av = NULL;
     int32_t *ids = NULL, *tg = NULL;
+    ldr *ld = NULL;
+    vocab_map voc = {0};
+    dst_ctx *dx = NULL;
+    ldr_doc *docs = NULL;
+    float *P = NULL, *dP = NULL, *Pm = NULL, *Pv = NULL;
+    int dT = 0;
     char *cfg_json = NULL, *state = NULL;
     FILE *mf = NULL;
     int rc = 0;
@@ -175,8 +211,36 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         goto out;
     }
     data_opts o = {.text_field = c->text_field, .max_bytes = (size_t)c->max_bytes};
-    if (lmd_load(&tr, tok, c->data, c->n_data, &o, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
-    if (tr.n < (size_t)c->seq + 2) {
+    if (distill) {
+        if (ldr_open(&ld, c->cache, c->cache_layer, c->seed, err, sizeof err)) {
+            rc = sra_err_set(e, SRA_E_ARG, "%s", err);
+            goto out;
+        }
+        const cache_meta *cm = ldr_meta(ld);
+        if ((meth == DST_ULD || meth == DST_MINED) && strcmp(cm->atoms, "token")) {
+            rc = sra_err_set(e, SRA_E_ARG, "--method %s is token-level: it needs a cache made with --atoms token "
+                             "(%s has atoms = %s)", c->method, c->cache, cm->atoms);
+            goto out;
+        }
+        if (!strncmp(cm->mass, "self", 4)) {
+            rc = sra_err_set(e, SRA_E_ARG, "%s: mass %s: the student side of self:L is not built yet; extract with "
+                             "--mass attn or uniform", c->cache, cm->mass);
+            goto out;
+        }
+        dT = (int)cm->hidden_size;
+        if (vocab_build(&voc, ldr_teacher_tokenizer(ld), tok, (vocab_pool)pool, err, sizeof err)) {
+            rc = sra_err_set(e, SRA_E_NOMEM, "%s", err);
+            goto out;
+        }
+        if (c->progress)
+            fprintf(c->progress, "sra-train: cache %s: %lld documents, atoms %s, mass %s, teacher width %d; shared "
+                    "vocabulary (%s): %d keys (teacher %d tokens, student %d)\n", c->cache,
+                    (long long)ldr_n_docs(ld), cm->atoms, cm->mass, dT, c->pool ? c->pool : "firstword", voc.K,
+                    voc.VT, voc.VS);
+    } else {
+        if (lmd_load(&tr, tok, c->data, c->n_data, &o, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
+    }
+    if (!distill && tr.n < (size_t)c->seq + 2) {
         rc = sra_err_set(e, SRA_E_ARG, "%s: %zu tokens, fewer than --seq %d + 2: not enough training text",
                          c->data[0], tr.n, c->seq);
         goto out;
@@ -231,6 +295,12 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             }
             step = (int64_t)js->valuedouble;
             rng = strtoull(jr->valuestring, NULL, 16);
+            const cJSON *lp = cJSON_GetObjectItemCaseSensitive(st, "loader");
+            if (distill && cJSON_GetArraySize(lp) == 3) {
+                int64_t pos[3];
+                for (int i = 0; i < 3; i++) pos[i] = (int64_t)cJSON_GetArrayItem(lp, i)->valuedouble;
+                if (ldr_seek(ld, pos, err, sizeof err)) rc = sra_err_set(e, SRA_E_FORMAT, "%s", err);
+            }
         }
         cJSON_Delete(st);
         cJSON_Delete(want);
@@ -265,6 +335,11 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         rc = sra_err_set(e, SRA_E_ARG, "--seq %d is above the model's max_position_embeddings %d", c->seq, m.c.max_pos);
         goto out;
     }
+    if (distill && tok_vocab_size(tok) > m.c.vocab) {
+        rc = sra_err_set(e, SRA_E_ARG, "%s has %d tokens but the model's vocab_size is %d: the tokenizer and the "
+                         "model do not belong together", c->tokenizer, tok_vocab_size(tok), m.c.vocab);
+        goto out;
+    }
     for (size_t i = 0; i < tr.n; i++)
         if (tr.tokens[i] >= m.c.vocab) {
             rc = sra_err_set(e, SRA_E_ARG, "%s gives token id %d but the model's vocab_size is %d: the tokenizer and "
@@ -274,6 +349,42 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     if (!am) {
         am = calloc(m.n_params, sizeof(float));
         av = calloc(m.n_params, sizeof(float));
+    }
+    if (distill) {
+        /* the projection P (dT, dS): random N(0, 1/dS), seeded; or from the checkpoint */
+        size_t np = (size_t)dT * m.c.hidden;
+        P = malloc(np * 4); dP = calloc(np, 4); Pm = calloc(np, 4); Pv = calloc(np, 4);
+        docs = calloc((size_t)c->batch, sizeof *docs);
+        dst_config dc = {(dst_method)meth, c->alpha, c->beta, c->gamma, c->tau, c->min_shared_mass,
+                         c->span_loss && !strcmp(c->span_loss, "mse"), !strcmp(ldr_meta(ld)->mass, "uniform")};
+        dx = dst_new(&dc, tok, &voc, dT);
+        if (!P || !dP || !Pm || !Pv || !docs || !dx) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
+        uint64_t ps = c->seed ^ 0x5EEDull;
+        for (size_t i = 0; i < np; i++) {
+            /* splitmix + Box-Muller as model_init, scaled 1/sqrt(dS) */
+            uint64_t z1 = (ps += 0x9E3779B97F4A7C15ull);
+            z1 = (z1 ^ (z1 >> 30)) * 0xBF58476D1CE4E5B9ull; z1 = (z1 ^ (z1 >> 27)) * 0x94D049BB133111EBull; z1 ^= z1 >> 31;
+            uint64_t z2 = (ps += 0x9E3779B97F4A7C15ull);
+            z2 = (z2 ^ (z2 >> 30)) * 0xBF58476D1CE4E5B9ull; z2 = (z2 ^ (z2 >> 27)) * 0x94D049BB133111EBull; z2 ^= z2 >> 31;
+            double u1 = ((double)(z1 >> 11) + 1.0) / 9007199254740993.0, u2 = (double)(z2 >> 11) / 9007199254740992.0;
+            P[i] = (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2) / sqrt((double)m.c.hidden));
+        }
+        if (latest[0]) {
+            char xp[4500];
+            snprintf(xp, sizeof xp, "%s/extra.safetensors", latest);
+            st_file *xf = NULL;
+            int64_t shp[2] = {dT, m.c.hidden};
+            const char *nm[3] = {"proj.weight", "m.proj.weight", "v.proj.weight"};
+            float *dst[3] = {P, Pm, Pv};
+            if (st_open(&xf, xp)) rc = sra_err_set(e, SRA_E_FORMAT, "%s", xf ? st_errmsg(xf) : "out of memory");
+            for (int i = 0; !rc && i < 3; i++) {
+                const st_tensor *t = st_get(xf, nm[i], 2, shp);
+                if (!t) rc = sra_err_set(e, SRA_E_FORMAT, "%s", st_errmsg(xf));
+                else st_to_f32(t, 0, np, dst[i]);
+            }
+            st_close(xf);
+            if (rc) goto out;
+        }
     }
     ids = malloc((size_t)c->batch * c->seq * sizeof *ids);
     tg = malloc((size_t)c->batch * c->seq * sizeof *tg);
@@ -286,10 +397,13 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     if (step == 0) unlink(path);
     else if ((rc = trim_metrics(path, step, e))) goto out;
     if (!(mf = fopen(path, "a"))) { rc = sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno)); goto out; }
-    if (c->progress)
+    if (c->progress && !distill)
         fprintf(c->progress, "sra-train: %zu parameters, %zu training tokens (%lld bad records), %zu held-out tokens, "
                 "step %lld of %lld\n", m.n_params, tr.n, (long long)tr.bad_records, ev.n, (long long)step,
                 (long long)c->steps);
+    if (c->progress && distill)
+        fprintf(c->progress, "sra-train: %zu parameters + projection %dx%d, method %s, %zu held-out tokens, step %lld "
+                "of %lld\n", m.n_params, dT, m.c.hidden, c->method, ev.n, (long long)step, (long long)c->steps);
 
     adamw_cfg ac = {(float)c->lr, (float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
     sra_progress prog;
@@ -300,38 +414,80 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     while (step < stop) {
         double t0 = sra_now();
         model_zero_grad(&m);
-        /* counted tokens of the whole step first: every micro-batch's
-         * dlogits are scaled by 1 / (all of them) */
-        uint64_t rng0 = rng;
-        int64_t count = 0;
-        for (int a = 0; a < c->accum; a++) {
-            lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
-            count += model_count_targets(tg, (size_t)c->batch * c->seq);
-        }
-        rng = rng0;
-        double loss = 0;
-        for (int a = 0; a < c->accum; a++) {
-            lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
-            float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
-            if (l < 0) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory for activations"); goto out; }
-            model_backward(&m);
-            loss += m.loss_sum;
-        }
-        loss /= (double)count;
-        double gnorm = adamw_clip(m.grads, m.n_params, c->clip);
+        double loss = 0, gnorm;
+        dst_stats sum = {0};
         float lr = adamw_lr(&ac, (float)c->min_lr, c->warmup, c->steps, step);
+        if (distill) {
+            memset(dP, 0, (size_t)dT * m.c.hidden * 4);
+            for (int a = 0; a < c->accum; a++) {
+                for (int b = 0; b < c->batch; b++)
+                    if (ldr_next(ld, &docs[b], err, sizeof err)) { rc = sra_err_set(e, SRA_E_CORRUPT, "%s", err); goto out; }
+                dst_stats s1;
+                if (dst_step(dx, &m, docs, c->batch, c->seq, P, dP, (float)(1.0 / c->accum), &s1, err, sizeof err)) {
+                    rc = sra_err_set(e, SRA_E_ARG, "%s", err);
+                    goto out;
+                }
+                sum.loss += s1.loss / c->accum; sum.ce += s1.ce / c->accum; sum.span += s1.span / c->accum;
+                sum.geo += s1.geo / c->accum; sum.logit += s1.logit / c->accum; sum.uld += s1.uld / c->accum;
+                sum.mined += s1.mined / c->accum; sum.tokens += s1.tokens; sum.spans += s1.spans;
+                sum.logit_spans += s1.logit_spans; sum.logit_skipped += s1.logit_skipped;
+                sum.shared_mass_sum += s1.shared_mass_sum;
+            }
+            loss = sum.loss;
+            /* one global norm over the student and P */
+            double ss = 0;
+            size_t np = (size_t)dT * m.c.hidden;
+            for (size_t i = 0; i < m.n_params; i++) ss += (double)m.grads[i] * m.grads[i];
+            for (size_t i = 0; i < np; i++) ss += (double)dP[i] * dP[i];
+            gnorm = sqrt(ss);
+            if (c->clip > 0 && gnorm > c->clip) {
+                float f = (float)(c->clip / (gnorm + 1e-6));
+                for (size_t i = 0; i < m.n_params; i++) m.grads[i] *= f;
+                for (size_t i = 0; i < np; i++) dP[i] *= f;
+            }
+            adamw_update(P, dP, Pm, Pv, np, &ac, lr, step + 1, 1);
+        } else {
+            /* counted tokens of the whole step first: every micro-batch's
+             * dlogits are scaled by 1 / (all of them) */
+            uint64_t rng0 = rng;
+            int64_t count = 0;
+            for (int a = 0; a < c->accum; a++) {
+                lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
+                count += model_count_targets(tg, (size_t)c->batch * c->seq);
+            }
+            rng = rng0;
+            for (int a = 0; a < c->accum; a++) {
+                lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
+                float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
+                if (l < 0) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory for activations"); goto out; }
+                model_backward(&m);
+                loss += m.loss_sum;
+            }
+            loss /= (double)count;
+            gnorm = adamw_clip(m.grads, m.n_params, c->clip);
+        }
         for (int i = 0; i < m.n_tensors; i++) {
             const model_tensor *t = &m.tensors[i];
             adamw_update(m.params + t->off, m.grads + t->off, am + t->off, av + t->off, t->n, &ac, lr, step + 1,
                          t->decay);
         }
         step++;
-        double dt = sra_now() - t0, ntok = (double)c->batch * c->seq * c->accum;
+        double dt = sra_now() - t0, ntok = distill ? (double)sum.tokens : (double)c->batch * c->seq * c->accum;
         tok_total += ntok;
         if (step == first + 1) rep->first_loss = loss;
         rep->last_loss = loss;
-        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
-                    "\"seconds\": %.3f}\n", (long long)step, loss, lr, gnorm, ntok / dt, sra_now() - t_start);
+        if (distill) {
+            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"ce\": %.6f, \"span\": %.6f, \"geo\": %.6f, "
+                        "\"logit\": %.6f, \"uld\": %.6f, \"mined\": %.6f, \"spans\": %lld, \"logit_spans\": %lld, "
+                        "\"logit_skipped\": %lld, \"shared_mass\": %.4f, \"loader_wait_s\": %.4f, \"lr\": %.6g, "
+                        "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"seconds\": %.3f}\n",
+                    (long long)step, loss, sum.ce, sum.span, sum.geo, sum.logit, sum.uld, sum.mined,
+                    (long long)sum.spans, (long long)sum.logit_spans, (long long)sum.logit_skipped,
+                    sum.logit_spans ? sum.shared_mass_sum / (double)sum.logit_spans : 0.0, ldr_wait_seconds(ld), lr,
+                    gnorm, ntok / dt, sra_now() - t_start);
+        } else
+            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
+                        "\"seconds\": %.3f}\n", (long long)step, loss, lr, gnorm, ntok / dt, sra_now() - t_start);
         if (c->progress) {
             snprintf(prog.note, sizeof prog.note, "loss %.4f, %.0f tok/s", loss, ntok / dt);
             sra_progress_update(&prog, (double)step);
@@ -357,9 +513,14 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last) {
             char dir[4400], st[8192];
             snprintf(dir, sizeof dir, "%s/ckpt/step-%08lld", c->out, (long long)step);
-            snprintf(st, sizeof st, "{\"step\": %lld, \"rng\": \"%016llx\", \"config\": %s}", (long long)step,
-                     (unsigned long long)rng, cfg_json);
-            if (ckpt_save(dir, &m, am, av, st, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
+            int64_t lpos[3] = {0, 0, 0};
+            if (ld) ldr_tell(ld, lpos);
+            snprintf(st, sizeof st, "{\"step\": %lld, \"rng\": \"%016llx\", \"loader\": [%lld, %lld, %lld], \"config\": %s}",
+                     (long long)step, (unsigned long long)rng, (long long)lpos[0], (long long)lpos[1],
+                     (long long)lpos[2], cfg_json);
+            st_out ex[3] = {{"proj.weight", 2, {dT, m.c.hidden}, P}, {"m.proj.weight", 2, {dT, m.c.hidden}, Pm},
+                            {"v.proj.weight", 2, {dT, m.c.hidden}, Pv}};
+            if (ckpt_save(dir, &m, am, av, ex, distill ? 3 : 0, st, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
             snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
             snprintf(st, sizeof st, "step-%08lld\n", (long long)step);
             if ((rc = write_file(path, st, e))) goto out;
@@ -386,6 +547,10 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     }
 out:
     if (mf) fclose(mf);
+    dst_free(dx);
+    vocab_free(&voc);
+    ldr_close(ld);
+    free(docs); free(P); free(dP); free(Pm); free(Pv);
     free(cfg_json); free(state); free(am); free(av); free(ids); free(tg);
     model_free(&m);
     lmd_free(&tr);

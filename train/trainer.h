@@ -25,6 +25,16 @@
  * naming the key otherwise), except steps, eval_every, ckpt_every (and
  * the run-only stop_after).
  *
+ * Distillation (cache set): documents come from the cache (loader.h,
+ * shuffled by seed, resumable), each step runs dst_step (distill.h) on
+ * accum micro-batches of batch documents truncated to seq student tokens;
+ * the projection P (teacher width x student width) trains with the student
+ * (AdamW, decayed, clipped together) and lives in the checkpoints'
+ * extra.safetensors. Metrics add every loss term, the L_logit spans kept
+ * and skipped, the teacher mass on shared keys, and the seconds waited
+ * for the loader. The student's mass rule follows the cache's: attn:L ->
+ * the attention its own last layer receives, uniform -> 1.
+ *
  * A step: accum micro-batches of batch x seq tokens (random windows of
  * the training stream, lmdata.h), gradients averaged over all counted
  * tokens of the step, clipped to clip (global L2 norm; 0 = off), AdamW at
@@ -45,6 +55,14 @@ typedef struct {
     const char *tokenizer;                 /* the student's tokenizer.json */
     const char *text_field;                /* JSONL field (default text) */
     int64_t max_bytes;                     /* .txt document cut (dataset.h) */
+    /* distillation (issue 8): a teacher cache (sra-extract output folder)
+     * instead of --data, and the method with its weights (method.md §5-6) */
+    const char *cache;
+    int cache_layer;                       /* stored CoM layer to use (-1 = final norm) */
+    const char *method;                    /* ce | sra | uld | mined (sra) */
+    double alpha, beta, gamma, tau, min_shared_mass;
+    const char *pool;                      /* firstword | strip */
+    const char *span_loss;                 /* cos | mse */
     /* model: from a Hugging Face folder, or a new one of this shape */
     const char *from;
     int d_model, layers, heads, kv_heads, ffn, tie, max_pos;

@@ -1,0 +1,393 @@
+/*
+ * loss.c - the distillation losses of method.md §4-§6 (loss.h), each with
+ * its gradient. Shapes as in loss.h: S spans, dS student width, dT teacher
+ * width, V_S student vocabulary, K shared keys, k teacher top-k.
+ *
+ * Numerics: the big products (P cS for the span losses, the Gram matrices
+ * of L_geo and the backward products) are float sgemm calls; everything
+ * per row or per vocabulary entry (norms, cosines, log-sum-exps, the loss
+ * sums) is done in double, so the returned value carries only the float
+ * rounding of the sgemm outputs. The vocabulary losses are O(V_S) passes
+ * (O(V_S log k) for ULD's selection) over caller-provided scratch, with no
+ * allocation; the span losses allocate their (S,d) temporaries.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loss.h"
+
+#define NORM_FLOOR 1e-12
+
+static double guarded_norm(const float *x, int n) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double nr = sqrt(ss);
+    return nr < NORM_FLOOR ? NORM_FLOOR : nr;
+}
+
+/* Y (S,dT) = cS (S,dS) @ P(dT,dS)^T: the projected student CoMs. */
+static void project(float *Y, const float *cS, const float *P, int S, int dS, int dT) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, dT, dS, 1.0f, cS, dS, P, dS, 0.0f, Y, dT);
+}
+
+/* Given G (S,dT) = scale * dL/dY: dcS (S,dS) += G @ P, dP (dT,dS) += G^T @ cS. */
+static void project_backward(float *dcS, float *dP, const float *G, const float *cS, const float *P, int S, int dS,
+                             int dT) {
+    if (dcS) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, dS, dT, 1.0f, G, dT, P, dS, 1.0f, dcS, dS);
+    if (dP) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dT, dS, S, 1.0f, G, dT, cS, dS, 1.0f, dP, dS);
+}
+
+// ----------------------------------------------------------------------------
+// L_span (cosine)
+
+double loss_span_cos(float *dcS, float *dP, const float *W, const float *cS, const float *cT, const float *P, int S,
+                     int dS, int dT, float scale) {
+    if (S <= 0) return 0.0;
+    int grad = dcS || dP;
+    float *Y = malloc(sizeof(float) * (size_t)S * dT);
+    if (!Y) return NAN;
+    project(Y, cS, P, S, dS, dT);
+    double L = 0.0;
+    for (int s = 0; s < S; s++) {
+        float *y = Y + (size_t)s * dT;
+        const float *t = cT + (size_t)s * dT;
+        double ny = guarded_norm(y, dT), nt = guarded_norm(t, dT), dot = 0.0;
+        for (int j = 0; j < dT; j++) dot += (double)y[j] * t[j];
+        double cos = dot / (ny * nt);
+        L += W[s] * (1.0 - cos);
+        if (!grad) continue;
+        /* d cos/dy = t/(|y||t|) - cos y/|y|^2; a floored |y| is a constant,
+         * so the second term goes (the clamp has no gradient) */
+        double a = -(double)scale * W[s] / (ny * nt);
+        double b = ny > NORM_FLOOR ? (double)scale * W[s] * cos / (ny * ny) : 0.0;
+        for (int j = 0; j < dT; j++) y[j] = (float)(a * t[j] + b * y[j]); // Y row becomes scale * dL/dy
+    }
+    if (grad) project_backward(dcS, dP, Y, cS, P, S, dS, dT);
+    free(Y);
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// L_span (mse on layer-normalized vectors)
+
+#define LN_EPS 1e-5
+
+/* out (n) = (x - mean) / sqrt(var + eps) in double; returns 1/sqrt(var+eps). */
+static double layernorm_d(double *out, const float *x, int n) {
+    double mu = 0.0, var = 0.0;
+    for (int i = 0; i < n; i++) mu += x[i];
+    mu /= n;
+    for (int i = 0; i < n; i++) var += ((double)x[i] - mu) * ((double)x[i] - mu);
+    var /= n;
+    double r = 1.0 / sqrt(var + LN_EPS);
+    for (int i = 0; i < n; i++) out[i] = ((double)x[i] - mu) * r;
+    return r;
+}
+
+double loss_span_mse(float *dcS, float *dP, const float *W, const float *cS, const float *cT, const float *P, int S,
+                     int dS, int dT, float scale) {
+    if (S <= 0) return 0.0;
+    int grad = dcS || dP;
+    float *Y = malloc(sizeof(float) * (size_t)S * dT);
+    double *a = malloc(sizeof(double) * 2 * (size_t)dT), *b = a + dT;
+    if (!Y || !a) { free(Y); free(a); return NAN; }
+    project(Y, cS, P, S, dS, dT);
+    double L = 0.0;
+    for (int s = 0; s < S; s++) {
+        float *y = Y + (size_t)s * dT;
+        double r = layernorm_d(a, y, dT);
+        layernorm_d(b, cT + (size_t)s * dT, dT);
+        double se = 0.0;
+        for (int j = 0; j < dT; j++) se += (a[j] - b[j]) * (a[j] - b[j]);
+        L += W[s] * se / dT;
+        if (!grad) continue;
+        /* ga = dL/da = 2 W (a - b) / dT; layernorm backward (no affine):
+         * dy = r (ga - mean(ga) - a mean(ga a)) */
+        double mg = 0.0, mga = 0.0, c = 2.0 * W[s] / dT;
+        for (int j = 0; j < dT; j++) {
+            double ga = c * (a[j] - b[j]);
+            mg += ga;
+            mga += ga * a[j];
+        }
+        mg /= dT;
+        mga /= dT;
+        for (int j = 0; j < dT; j++) y[j] = (float)(scale * r * (c * (a[j] - b[j]) - mg - a[j] * mga));
+    }
+    if (grad) project_backward(dcS, dP, Y, cS, P, S, dS, dT);
+    free(Y);
+    free(a);
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// L_geo
+
+/* Rows of c (S,d) divided by their guarded norms into out (float); norms
+ * into nrm (S). */
+static void normalize_rows(float *out, double *nrm, const float *c, int S, int d) {
+    for (int s = 0; s < S; s++) {
+        double n = guarded_norm(c + (size_t)s * d, d);
+        if (nrm) nrm[s] = n;
+        for (int j = 0; j < d; j++) out[(size_t)s * d + j] = (float)(c[(size_t)s * d + j] / n);
+    }
+}
+
+double loss_geo(float *dcS, const float *W, const float *cS, const float *cT, int S, int dS, int dT, float scale) {
+    if (S < 2) return 0.0;
+    /* Z = sum_{s != t} W_s W_t, written as sum_s W_s (sum W - W_s) (no
+     * cancellation of (sum W)^2 - sum W^2 when one span dominates) */
+    double sw = 0.0, Z = 0.0;
+    for (int s = 0; s < S; s++) sw += W[s];
+    for (int s = 0; s < S; s++) Z += W[s] * (sw - W[s]);
+    if (!(Z > 0.0)) return 0.0;
+    size_t SS = (size_t)S * S;
+    float *hS = malloc(sizeof(float) * ((size_t)S * dS + (size_t)S * dT + 2 * SS + (dcS ? (size_t)S * dS : 0)));
+    double *nS = malloc(sizeof(double) * S);
+    if (!hS || !nS) { free(hS); free(nS); return NAN; }
+    float *hT = hS + (size_t)S * dS, *GS = hT + (size_t)S * dT, *GT = GS + SS, *dh = GT + SS;
+    normalize_rows(hS, nS, cS, S, dS);
+    normalize_rows(hT, NULL, cT, S, dT);
+    /* G (S,S) = h h^T; ssyrk fills the upper triangle only */
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dS, 1.0f, hS, dS, 0.0f, GS, S);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dT, 1.0f, hT, dT, 0.0f, GT, S);
+    double L = 0.0;
+    for (int s = 0; s < S; s++)
+        for (int t = s + 1; t < S; t++) {
+            double D = (double)GS[(size_t)s * S + t] - GT[(size_t)s * S + t];
+            L += 2.0 * W[s] * W[t] * D * D; // (s,t) and (t,s)
+            /* M_st = dL/dG_st + dL/dG_ts = 4 W_s W_t D_st / Z (into GS, both
+             * triangles, for dh = M h) */
+            GS[(size_t)s * S + t] = GS[(size_t)t * S + s] = (float)(4.0 * W[s] * W[t] * D / Z);
+        }
+    L /= Z;
+    if (dcS) {
+        for (int s = 0; s < S; s++) GS[(size_t)s * S + s] = 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, dS, S, 1.0f, GS, S, hS, dS, 0.0f, dh, dS);
+        /* through h = c / |c|: dc = (dh - h (h . dh)) / |c| (a floored norm
+         * is a constant: dc = dh / 1e-12) */
+        for (int s = 0; s < S; s++) {
+            const float *h = hS + (size_t)s * dS, *g = dh + (size_t)s * dS;
+            double hg = 0.0;
+            if (nS[s] > NORM_FLOOR)
+                for (int j = 0; j < dS; j++) hg += (double)h[j] * g[j];
+            double r = (double)scale / nS[s];
+            for (int j = 0; j < dS; j++) dcS[(size_t)s * dS + j] += (float)(r * (g[j] - h[j] * hg));
+        }
+    }
+    free(hS);
+    free(nS);
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// L_logit: pooled KL over the shared keys
+
+size_t loss_logit_scratch(int V_S, int K) { return (size_t)V_S + 3 * (size_t)(K > 0 ? K : 0); }
+
+/* log sum_i exp(x_i) over n doubles (entries of -inf count as zero mass) */
+static double logsumexp_d(const double *x, int n) {
+    double m = -INFINITY, s = 0.0;
+    for (int i = 0; i < n; i++)
+        if (x[i] > m) m = x[i];
+    if (m == -INFINITY) return -INFINITY;
+    for (int i = 0; i < n; i++) s += exp(x[i] - m);
+    return m + log(s);
+}
+
+double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
+                     const int32_t *t_key, const int32_t *s_key, int K, float tau, float scale, double *shared_mass,
+                     double *scratch) {
+    /* scratch: e (V_S) exp(z_j - max of j's key); pT (K) teacher pooled
+     * probability, later log qT; aS (K) max then log of the student's
+     * pooled mass (up to the global softmax constant), later log qS; sS (K)
+     * the key sums of e */
+    double *e = scratch, *pT = e + V_S, *aS = pT + K, *sS = aS + K;
+    double mass = 0.0;
+    for (int key = 0; key < K; key++) pT[key] = 0.0;
+    for (int i = 0; i < k; i++) {
+        if (t_ids[i] < 0) continue;
+        int32_t key = t_key[t_ids[i]];
+        if (key < 0) continue;
+        double p = exp((double)t_lp[i]);
+        pT[key] += p;
+        mass += p;
+    }
+    if (shared_mass) *shared_mass = mass;
+    if (!(mass > 0.0) || K <= 0) return 0.0;
+
+    /* Student pooled log-masses in log space with a max per key, so that a
+     * key whose logits all sit far below the global max keeps its mass. The
+     * global softmax normalizer is left out: it cancels in the
+     * renormalization over keys (and so does its gradient). */
+    for (int key = 0; key < K; key++) aS[key] = -INFINITY, sS[key] = 0.0;
+    for (int j = 0; j < V_S; j++) {
+        int32_t key = s_key[j];
+        if (key >= 0 && z[j] > aS[key]) aS[key] = z[j];
+    }
+    for (int j = 0; j < V_S; j++) {
+        int32_t key = s_key[j];
+        if (key < 0) continue;
+        e[j] = aS[key] == -INFINITY ? 0.0 : exp((double)z[j] - aS[key]);
+        sS[key] += e[j];
+    }
+    double inv_tau = 1.0 / tau;
+    for (int key = 0; key < K; key++) {
+        aS[key] = sS[key] > 0.0 ? (aS[key] + log(sS[key])) * inv_tau : -INFINITY;
+        pT[key] = pT[key] > 0.0 ? log(pT[key]) * inv_tau : -INFINITY;
+    }
+    double zS = logsumexp_d(aS, K), zT = logsumexp_d(pT, K), L = 0.0;
+    for (int key = 0; key < K; key++) {
+        aS[key] -= zS; // log qS
+        pT[key] -= zT; // log qT
+        if (pT[key] > -INFINITY) L += exp(pT[key]) * (pT[key] - aS[key]);
+    }
+    L *= (double)tau * tau;
+    if (dz) {
+        /* dL/d(log pooled pS(key)) = tau (qS - qT); within a key the pooled
+         * log-mass has gradient e_j / sS(key) */
+        for (int key = 0; key < K; key++)
+            aS[key] = sS[key] > 0.0 ? (double)scale * tau * (exp(aS[key]) - exp(pT[key])) / sS[key] : 0.0;
+        for (int j = 0; j < V_S; j++) {
+            int32_t key = s_key[j];
+            if (key >= 0) dz[j] += (float)(aS[key] * e[j]);
+        }
+    }
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// ULD
+
+/* (value, index) pairs for top-m selection; two doubles of scratch each */
+typedef struct { double v; int64_t i; } vi_pair;
+
+/* Min-heap on v (ties: larger index is "smaller", so that among equal
+ * values the lower index wins, as a stable descending sort would). */
+static int vi_less(const vi_pair *a, const vi_pair *b) { return a->v < b->v || (a->v == b->v && a->i > b->i); }
+
+static void sift_down(vi_pair *h, int n, int r) {
+    for (;;) {
+        int c = 2 * r + 1;
+        if (c >= n) return;
+        if (c + 1 < n && vi_less(&h[c + 1], &h[c])) c++;
+        if (!vi_less(&h[c], &h[r])) return;
+        vi_pair t = h[r]; h[r] = h[c]; h[c] = t;
+        r = c;
+    }
+}
+
+/* The m largest of x (n floats, m <= n) into out (m), sorted descending:
+ * a min-heap of the best m so far, O(n log m) worst case and O(n) when
+ * most entries lose against the heap's minimum (the usual case). */
+static void top_m(vi_pair *out, const float *x, int n, int m) {
+    if (m <= 0) return;
+    for (int i = 0; i < m; i++) out[i] = (vi_pair){x[i], i};
+    for (int r = m / 2 - 1; r >= 0; r--) sift_down(out, m, r);
+    for (int i = m; i < n; i++) {
+        vi_pair c = {x[i], i};
+        if (vi_less(&out[0], &c)) { out[0] = c; sift_down(out, m, 0); }
+    }
+    /* heap sort: pop the minimum to the back, leaving descending order */
+    for (int end = m - 1; end > 0; end--) {
+        vi_pair t = out[0]; out[0] = out[end]; out[end] = t;
+        sift_down(out, end, 0);
+    }
+}
+
+size_t loss_uld_scratch(int V_S) { return 4 * (size_t)(V_S > 0 ? V_S : 0); }
+
+double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, float scale, double *scratch) {
+    /* Only the first m = min(k, V_S) ranks pair a student probability with
+     * a teacher one; past them one side is zero padding, so the rest of the
+     * L1 sum is the student's tail mass (ranks >= k) or the teacher's
+     * (ranks >= V_S), whose order does not matter. So: select the top m of
+     * each side instead of sorting V_S entries. */
+    if (V_S <= 0) return 0.0;
+    int m = k < V_S ? k : V_S;
+    vi_pair *tS = (vi_pair *)scratch, *tT = tS + m; // 2m + 2m doubles <= 4 V_S
+    top_m(tS, z, V_S, m);
+    top_m(tT, t_lp, k, m);
+    double zmax = m > 0 ? tS[0].v : -INFINITY;
+    if (m == 0)
+        for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    double sum = 0.0;
+    for (int j = 0; j < V_S; j++) sum += exp((double)z[j] - zmax);
+    double topS = 0.0, topT = 0.0, totT = 0.0, L = 0.0, c = 0.0;
+    for (int i = 0; i < k; i++) totT += exp((double)t_lp[i]);
+    for (int r = 0; r < m; r++) {
+        double ps = exp(tS[r].v - zmax) / sum, pt = exp(tT[r].v);
+        topS += ps;
+        topT += pt;
+        L += fabs(ps - pt);
+        /* dL/dpS at this rank: sign(ps - pt) (0 at a tie, as |x|' in torch) */
+        double g = ps > pt ? 1.0 : ps < pt ? -1.0 : 0.0;
+        tS[r].v = g; // keep the sign; the probability is recomputed below
+        c += ps * g;
+    }
+    /* tails: student ranks >= k pair with zeros (sign +1), teacher ranks
+     * >= V_S pair with zeros; tail mass as sum minus top, in double */
+    double tailS = k < V_S ? 1.0 - topS : 0.0, tailT = k > V_S ? totT - topT : 0.0;
+    if (tailS < 0.0) tailS = 0.0;
+    if (tailT < 0.0) tailT = 0.0;
+    L += tailS + tailT;
+    c += tailS;
+    if (dz) {
+        /* dL/dz_j = pS_j (g_j - sum_l pS_l g_l). With a student tail (k <
+         * V_S) every entry first gets its tail value (g = 1), and the top
+         * ranks are then corrected by pS_j (g_j - 1); otherwise all V_S
+         * entries are top ranks. */
+        if (k < V_S)
+            for (int j = 0; j < V_S; j++) dz[j] += (float)(scale * (exp((double)z[j] - zmax) / sum) * (1.0 - c));
+        for (int r = 0; r < m; r++) {
+            int64_t j = tS[r].i;
+            double ps = exp((double)z[j] - zmax) / sum;
+            double g = k < V_S ? tS[r].v - 1.0 : tS[r].v - c;
+            dz[j] += (float)(scale * ps * g);
+        }
+    }
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// MinED
+
+double loss_mined_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
+                     const int32_t *t2s, float scale, double *scratch) {
+    /* scratch[j] holds pT'(j) unnormalized, touched only at the mapped j
+     * (at most k of them), so no O(V_S) clearing: zero them, add, then
+     * consume each j once (zeroing it again) */
+    double tot = 0.0;
+    for (int i = 0; i < k; i++) {
+        if (t_ids[i] < 0) continue;
+        int32_t j = t2s[t_ids[i]];
+        if (j >= 0 && j < V_S) scratch[j] = 0.0;
+    }
+    for (int i = 0; i < k; i++) {
+        if (t_ids[i] < 0) continue;
+        int32_t j = t2s[t_ids[i]];
+        if (j < 0 || j >= V_S) continue;
+        double p = exp((double)t_lp[i]);
+        scratch[j] += p;
+        tot += p;
+    }
+    if (!(tot > 0.0)) return 0.0;
+    double zmax = -INFINITY, sum = 0.0;
+    for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    for (int j = 0; j < V_S; j++) sum += exp((double)z[j] - zmax);
+    double lse = zmax + log(sum), L = 0.0;
+    for (int i = 0; i < k; i++) {
+        if (t_ids[i] < 0) continue;
+        int32_t j = t2s[t_ids[i]];
+        if (j < 0 || j >= V_S || !(scratch[j] > 0.0)) continue;
+        double q = scratch[j] / tot;
+        scratch[j] = 0.0; // consumed: a second teacher id on j adds nothing more
+        L += q * (log(q) - ((double)z[j] - lse));
+        if (dz) dz[j] -= (float)(scale * q); // d/dz of -q log softmax_j: the -q part
+    }
+    if (dz) /* ... and softmax(z) * sum q = softmax(z) */
+        for (int j = 0; j < V_S; j++) dz[j] += (float)(scale * exp((double)z[j] - lse));
+    return L;
+}
