@@ -35,6 +35,37 @@ else
 fi
 
 echo
+echo "== sra-train: distillation step time, sra vs ce on the same student and cache; loader waits (train/distill.h)"
+if [ -f "$SHARED/models/tinystories-656k/model.safetensors" ]; then
+    DST=$(mktemp -d /tmp/sra-bench-dst-XXXXXX)
+    head -c 120000 "$SHARED/corpus/tinyshakespeare.txt" > "$DST/d.txt"
+    "$BUILD/sra-extract" --teacher "$SHARED/models/tinystories-656k" --data "$DST/d.txt" --max-bytes 1000 --out "$DST/cache" --quiet
+    for tok in gpt2 llama2; do
+        for m in ce sra; do
+            "$BUILD/sra-train" --cache "$DST/cache" --tokenizer "$SHARED/tokenizers/$tok/tokenizer.json" --d-model 128 \
+                --layers 2 --heads 4 --seq 128 --batch 8 --steps 40 --eval-every 0 --ckpt-every 0 --method $m \
+                --out "$DST/$tok-$m" --quiet
+        done
+        /usr/bin/python3 - "$DST/$tok-ce/metrics.jsonl" "$DST/$tok-sra/metrics.jsonl" "$tok" <<'PY'
+import json, sys
+def steps(p):
+    L = [json.loads(l) for l in open(p) if "eval_" not in l]
+    per = (L[-1]["seconds"] - L[9]["seconds"]) / (len(L) - 10)     # steps 11..40, after warm-up
+    return per, L[-1].get("loader_wait_s", 0.0), L[-1]["seconds"]
+ce, sra = steps(sys.argv[1]), steps(sys.argv[2])
+print("student %-7s d=128 L=2, batch 8 x 128: ce %.3f s/step, sra %.3f s/step: sra overhead %+.1f%% (target <= 15%%); "
+      "loader wait %.2f%% of the sra run (target < 1%%)" % (sys.argv[3], ce[0], sra[0], 100 * (sra[0] / ce[0] - 1),
+                                                          100 * sra[1] / sra[2]))
+print('BENCH_JSON {"bench":"distill","student":"%s","ce_s":%.4f,"sra_s":%.4f,"overhead":%.4f,"loader_wait":%.5f}'
+      % (sys.argv[3], ce[0], sra[0], sra[0] / ce[0] - 1, sra[1] / sra[2]))
+PY
+    done
+    rm -rf "$DST"
+else
+    echo "skipped: needs $SHARED/models/tinystories-656k"
+fi
+
+echo
 echo "== layers: matmul and attention vs sgemm peak (train/layers.h)"
 "$BUILD/bench-layers"
 

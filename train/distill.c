@@ -99,6 +99,58 @@ static int make_spans(dst_ctx *x, const ldr_doc *d, seqinfo *s, int dS) {
     return 0;
 }
 
+/* The head hook: at each wanted span-end row, the span's logit term (or
+ * ULD / MinED) from the student's logits z, its gradient added to the
+ * block's dlogits (CE's part already there). */
+typedef struct {
+    dst_ctx *x;
+    const ldr_doc *docs;
+    dst_stats *st;
+    int Tm;
+    float seq_scale;
+    double l_logit, l_uld, l_mined;
+    const int32_t *row_b, *row_g;
+    const uint8_t *rows;
+    int oom;
+} head_ctx;
+
+static void head_fn(void *ctxp, size_t r0, int R, const float *logits, float *dlogits) {
+    head_ctx *h = ctxp;
+    dst_ctx *x = h->x;
+    const dst_config *c = &x->c;
+    int V = x->v->VS;
+    for (int r = 0; r < R; r++) {
+        size_t row = r0 + (size_t)r;
+        if (!h->rows[row]) continue;
+        int b = h->row_b[row], gi = h->row_g[row];
+        const seqinfo *s = &x->seq[b];
+        const span_group *g = &s->g[gi];
+        const ldr_doc *d = &h->docs[b];
+        int k = d->k;
+        const int32_t *tid = d->topk_ids + (size_t)g->atom_last * k;
+        const float *tlp = d->topk_lp + (size_t)g->atom_last * k;
+        const float *z = logits + (size_t)r * V;
+        float *dz = dlogits ? dlogits + (size_t)r * V : NULL;
+        float w = s->W[gi] * h->seq_scale;
+        if (c->method == DST_SRA) {
+            double shared = 0;
+            for (int j = 0; j < k; j++)
+                if (tid[j] >= 0 && tid[j] < x->v->VT && x->v->t_key[tid[j]] >= 0) shared += exp(tlp[j]);
+            if (shared < c->min_shared_mass) { h->st->logit_skipped++; continue; }
+            double val = loss_logit_kl(dz, z, V, tid, tlp, k, x->v->t_key, x->v->s_key, x->v->K, (float)c->tau, w,
+                                       &shared, x->scratch);
+            h->st->logit_spans++;
+            h->st->shared_mass_sum += shared;
+            h->l_logit += s->W[gi] * val;
+        } else if (c->method == DST_ULD) {
+            h->l_uld += s->W[gi] * loss_uld(dz, z, V, tlp, k, w, x->scratch);
+        } else {
+            for (int j = 0; j < k; j++) if (tid[j] >= 0) vocab_mined_map(x->v, tid[j]);
+            h->l_mined += s->W[gi] * loss_mined_kl(dz, z, V, tid, tlp, k, x->v->t2s, w, x->scratch);
+        }
+    }
+}
+
 int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const float *P, float *dP, float grad_scale,
              dst_stats *st, char *err, size_t errlen) {
     const dst_config *c = &x->c;
@@ -155,49 +207,68 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
     int64_t count = model_count_targets(tg, N);
     double a = c->method == DST_CE ? 0.0 : c->alpha;
     float ce_scale = count ? (float)((1.0 - a) * grad_scale / (double)count) : 0.0f;
-    m->want_mass = c->method == DST_SRA && !c->student_uniform;
-    float ce = model_forward(m, ids, tg, valid, B, Tm, ce_scale > 0 ? ce_scale : 1e-30f);
-    free(tg); /* ids and valid stay: model_backward reads them */
-    if (ce < 0) { free(ids); free(valid); snprintf(err, errlen, "out of memory for activations"); return -1; }
-    st->ce = ce;
+    float seq_scale = (float)(a * grad_scale / B);
     st->tokens = count;
     st->seqs = B;
+    /* spans first (they need only texts, atoms and student offsets), and
+     * the span-end rows whose logits the head hook turns into L_logit,
+     * ULD or MinED: row r of the batch -> (sequence, span) */
+    head_ctx hc = {x, docs, st, Tm, seq_scale, 0, 0, 0, NULL, NULL, NULL, 0};
+    size_t need_s = loss_logit_scratch(V, x->v->K);
+    if (loss_uld_scratch(V) > need_s) need_s = loss_uld_scratch(V);
+    if ((size_t)V > need_s) need_s = (size_t)V;
+    if (need_s > x->cap_scratch) {
+        free(x->scratch);
+        x->scratch = malloc(need_s * sizeof(double));
+        x->cap_scratch = x->scratch ? need_s : 0;
+    }
+    uint8_t *rows = calloc(N, 1);
+    int32_t *row_b = malloc(N * 4), *row_g = malloc(N * 4);
+    int fail = !rows || !row_b || !row_g || !x->scratch;
+    for (int b = 0; b < B && !fail && c->method != DST_CE; b++) {
+        seqinfo *s = &x->seq[b];
+        if (make_spans(x, &docs[b], s, dS)) {
+            snprintf(err, errlen, "record %lld: spans failed (out of memory or atoms outside the text)",
+                     (long long)docs[b].record);
+            fail = 2;
+            break;
+        }
+        st->spans += s->G;
+        for (int gi = 0; gi < s->G; gi++) {
+            const span_group *g = &s->g[gi];
+            if (g->tok_last + 1 >= s->n_tok) continue; /* no student token follows: nothing to predict */
+            if (c->method == DST_MINED && (g->atom_first != g->atom_last || g->tok_first != g->tok_last)) continue;
+            size_t r = (size_t)b * Tm + g->tok_last;
+            rows[r] = 1;
+            row_b[r] = b;
+            row_g[r] = gi;
+        }
+    }
+    if (fail) {
+        if (fail == 1) snprintf(err, errlen, "out of memory");
+        free(rows); free(row_b); free(row_g); free(ids); free(tg); free(valid);
+        return -1;
+    }
+    hc.row_b = row_b;
+    hc.row_g = row_g;
+    hc.rows = rows;
+    model_head_hook hook = {rows, head_fn, &hc};
+    m->want_mass = c->method == DST_SRA && !c->student_uniform;
+    float ce = model_forward_hook(m, ids, tg, valid, B, Tm, ce_scale > 0 ? ce_scale : 1e-30f,
+                                  c->method == DST_CE ? NULL : &hook);
+    free(tg); /* ids and valid stay: model_backward reads them */
+    free(rows); free(row_b); free(row_g);
+    if (ce < 0 || hc.oom) {
+        free(ids); free(valid);
+        snprintf(err, errlen, "out of memory for activations");
+        return -1;
+    }
+    st->ce = ce;
     double total = (1.0 - a) * ce;
     if (c->method != DST_CE) {
-        float seq_scale = (float)(a * grad_scale / B);
-        /* span-end rows for L_logit / ULD / MinED: (sequence, span) */
-        int cap_rows = m->logit_rows;
-        int32_t *row_b = malloc((size_t)cap_rows * 4), *row_g = malloc((size_t)cap_rows * 4);
-        float *hrows = malloc((size_t)cap_rows * dS * 4), *z = malloc((size_t)cap_rows * V * 4);
-        float *dh = malloc((size_t)cap_rows * dS * 4);
-        size_t need_s = loss_logit_scratch(V, x->v->K);
-        if (loss_uld_scratch(V) > need_s) need_s = loss_uld_scratch(V);
-        if (need_s > x->cap_scratch) {
-            free(x->scratch);
-            x->scratch = malloc(need_s * sizeof(double));
-            x->cap_scratch = x->scratch ? need_s : 0;
-        }
-        if (!row_b || !row_g || !hrows || !z || !dh || !x->scratch) {
-            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        double l_span = 0, l_geo = 0, l_logit = 0, l_uld = 0, l_mined = 0;
-        /* pass 1, per sequence: spans, student span CoMs, L_span, L_geo,
-         * and the list of span-end rows */
-        int32_t *all_b = NULL, *all_g = NULL;
-        size_t n_all = 0, cap_all = 0;
-        int oom = 0;
-        for (int b = 0; b < B && !oom; b++) {
+        double l_span = 0, l_geo = 0;
+        for (int b = 0; b < B; b++) {
             seqinfo *s = &x->seq[b];
-            const ldr_doc *d = &docs[b];
-            if (make_spans(x, d, s, dS)) {
-                free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids); free(all_b); free(all_g);
-                snprintf(err, errlen, "record %lld: spans failed (out of memory or atoms outside the text)",
-                         (long long)d->record);
-                return -1;
-            }
-            st->spans += s->G;
             if (!s->G) continue;
             const float *hf = m->hf + (size_t)b * Tm * dS;
             for (int gi = 0; gi < s->G; gi++) { // cS (G,dS): mass-weighted means of the span's rows
@@ -214,107 +285,28 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
                 for (int j = 0; j < dS; j++) cs[j] = (float)(cs[j] / Ms);
                 s->Ms[gi] = (float)Ms;
             }
-            if (c->method == DST_SRA) {
-                float sb = (float)(c->beta * seq_scale), sg = (float)(c->gamma * seq_scale);
-                l_span += c->span_mse ? loss_span_mse(s->dcS, dP, s->W, s->cS, s->cT, P, s->G, dS, dT, sb)
-                                      : loss_span_cos(s->dcS, dP, s->W, s->cS, s->cT, P, s->G, dS, dT, sb);
-                l_geo += loss_geo(s->dcS, s->W, s->cS, s->cT, s->G, dS, dT, sg);
-                /* dh_i += m_i / M_s * dc_s (masses are constants) */
-                float *dhf = m->dhf + (size_t)b * Tm * dS;
-                for (int gi = 0; gi < s->G; gi++) {
-                    const span_group *g = &s->g[gi];
-                    for (int i = g->tok_first; i <= g->tok_last; i++) {
-                        float mi = c->student_uniform ? 1.0f : m->mass[(size_t)b * Tm + i];
-                        if (mi < SPAN_MASS_FLOOR) mi = (float)SPAN_MASS_FLOOR;
-                        float f = mi / s->Ms[gi];
-                        for (int j = 0; j < dS; j++) dhf[(size_t)i * dS + j] += f * s->dcS[(size_t)gi * dS + j];
-                    }
-                }
-            }
-            /* span-end rows: L_logit / ULD at spans followed by a student
-             * token; MinED at one-atom, one-token spans */
-            for (int gi = 0; gi < s->G && !oom; gi++) {
+            if (c->method != DST_SRA) continue;
+            float sb = (float)(c->beta * seq_scale), sg = (float)(c->gamma * seq_scale);
+            l_span += c->span_mse ? loss_span_mse(s->dcS, dP, s->W, s->cS, s->cT, P, s->G, dS, dT, sb)
+                                  : loss_span_cos(s->dcS, dP, s->W, s->cS, s->cT, P, s->G, dS, dT, sb);
+            l_geo += loss_geo(s->dcS, s->W, s->cS, s->cT, s->G, dS, dT, sg);
+            /* dh_i += m_i / M_s * dc_s (masses are constants) */
+            float *dhf = m->dhf + (size_t)b * Tm * dS;
+            for (int gi = 0; gi < s->G; gi++) {
                 const span_group *g = &s->g[gi];
-                if (g->tok_last + 1 >= s->n_tok) continue;
-                if (c->method == DST_MINED && (g->atom_first != g->atom_last || g->tok_first != g->tok_last)) continue;
-                if (sra_grow((void **)&all_b, &cap_all, n_all + 1, 4)) { oom = 1; break; }
-                size_t cg = cap_all;
-                int32_t *ng = realloc(all_g, cg * 4);
-                if (!ng) { oom = 1; break; }
-                all_g = ng;
-                all_b[n_all] = b;
-                all_g[n_all] = gi;
-                n_all++;
-            }
-        }
-        /* pass 2: the span-end rows a block at a time: logits, loss,
-         * dlogits, back through the head into dhf and dhead */
-        for (size_t r0 = 0; r0 < n_all && !oom; r0 += (size_t)cap_rows) {
-            int nr = n_all - r0 < (size_t)cap_rows ? (int)(n_all - r0) : cap_rows;
-            for (int r = 0; r < nr; r++) {
-                row_b[r] = all_b[r0 + r];
-                row_g[r] = all_g[r0 + r];
-                memcpy(hrows + (size_t)r * dS,
-                       m->hf + ((size_t)row_b[r] * Tm + x->seq[row_b[r]].g[row_g[r]].tok_last) * dS, (size_t)dS * 4);
-            }
-            matmul_forward(z, hrows, m->head, NULL, nr, dS, V); // z (nr,V) student logits at span ends
-            for (int r = 0; r < nr; r++) {
-                const seqinfo *s = &x->seq[row_b[r]];
-                const span_group *g = &s->g[row_g[r]];
-                const ldr_doc *d = &docs[row_b[r]];
-                int k = d->k;
-                const int32_t *tid = d->topk_ids + (size_t)g->atom_last * k;
-                const float *tlp = d->topk_lp + (size_t)g->atom_last * k;
-                float w = s->W[row_g[r]] * seq_scale, *zr = z + (size_t)r * V;
-                /* the gradient replaces the logits row once the loss has read it */
-                double val = 0, shared = 0;
-                float *tmp = calloc((size_t)V, 4);
-                if (!tmp) { oom = 1; break; }
-                if (c->method == DST_SRA) {
-                    for (int j = 0; j < k; j++)
-                        if (tid[j] >= 0 && tid[j] < x->v->VT && x->v->t_key[tid[j]] >= 0) shared += exp(tlp[j]);
-                    if (shared < c->min_shared_mass) {
-                        st->logit_skipped++;
-                    } else {
-                        val = loss_logit_kl(tmp, zr, V, tid, tlp, k, x->v->t_key, x->v->s_key, x->v->K,
-                                            (float)c->tau, w, &shared, x->scratch);
-                        st->logit_spans++;
-                        st->shared_mass_sum += shared;
-                        l_logit += s->W[row_g[r]] * val;
-                    }
-                } else if (c->method == DST_ULD) {
-                    val = loss_uld(tmp, zr, V, tlp, k, w, x->scratch);
-                    l_uld += s->W[row_g[r]] * val;
-                } else {
-                    for (int j = 0; j < k; j++) if (tid[j] >= 0) vocab_mined_map(x->v, tid[j]);
-                    val = loss_mined_kl(tmp, zr, V, tid, tlp, k, x->v->t2s, w, x->scratch);
-                    l_mined += s->W[row_g[r]] * val;
+                for (int i = g->tok_first; i <= g->tok_last; i++) {
+                    float mi = c->student_uniform ? 1.0f : m->mass[(size_t)b * Tm + i];
+                    if (mi < SPAN_MASS_FLOOR) mi = (float)SPAN_MASS_FLOOR;
+                    float f = mi / s->Ms[gi];
+                    for (int j = 0; j < dS; j++) dhf[(size_t)i * dS + j] += f * s->dcS[(size_t)gi * dS + j];
                 }
-                memcpy(zr, tmp, (size_t)V * 4);
-                free(tmp);
-            }
-            if (oom) break;
-            // dh (nr,dS) = dz @ head; dhead += dz^T hrows; then scattered into dhf
-            memset(dh, 0, (size_t)nr * dS * 4);
-            matmul_backward(dh, m->dhead, NULL, z, hrows, m->head, nr, dS, V);
-            for (int r = 0; r < nr; r++) {
-                float *dst = m->dhf + ((size_t)row_b[r] * Tm + x->seq[row_b[r]].g[row_g[r]].tok_last) * dS;
-                for (int j = 0; j < dS; j++) dst[j] += dh[(size_t)r * dS + j];
             }
         }
-        free(all_b);
-        free(all_g);
-        if (oom) {
-            free(row_b); free(row_g); free(hrows); free(z); free(dh); free(valid); free(ids);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        free(row_b); free(row_g); free(hrows); free(z); free(dh);
         st->span = l_span / B;
         st->geo = l_geo / B;
-        st->logit = l_logit / B;
-        st->uld = l_uld / B;
-        st->mined = l_mined / B;
+        st->logit = hc.l_logit / B;
+        st->uld = hc.l_uld / B;
+        st->mined = hc.l_mined / B;
         if (c->method == DST_SRA) total += a * (st->logit + c->beta * st->span + c->gamma * st->geo);
         else if (c->method == DST_ULD) total += a * st->uld;
         else total += a * st->mined;

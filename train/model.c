@@ -213,7 +213,7 @@ int model_export_hf(const model *m, const char *dir, char *err, size_t errlen) {
 void model_free(model *m) {
     if (!m) return;
     free(m->tensors); free(m->blk); free(m->dblk); free(m->inv_freq);
-    free(m->params); free(m->grads); free(m->acts); free(m->dacts); free(m->logits); free(m->scratch);
+    free(m->params); free(m->grads); free(m->acts); free(m->dacts); free(m->logits); free(m->dlogits); free(m->scratch);
     memset(m, 0, sizeof *m);
 }
 
@@ -241,6 +241,7 @@ static int grow_acts(model *m, int B, int T) {
         size_t rows = ((size_t)16 << 20) / (size_t)c->vocab;
         m->logit_rows = rows < 1 ? 1 : rows > 4096 ? 4096 : (int)rows;
         if (!(m->logits = malloc((size_t)m->logit_rows * c->vocab * sizeof(float)))) return -1;
+        if (!(m->dlogits = malloc((size_t)m->logit_rows * c->vocab * sizeof(float)))) return -1;
     }
     if (N <= m->act_rows) return 0;
     size_t L = (size_t)c->n_layers, C = (size_t)c->hidden, I = (size_t)c->intermediate, H2 = (size_t)c->head_dim / 2;
@@ -278,6 +279,11 @@ void model_logits(model *m, int r0, int R, float *out) {
 
 float model_forward(model *m, const int32_t *ids, const int32_t *targets, const uint8_t *valid, int B, int T,
                     float grad_scale) {
+    return model_forward_hook(m, ids, targets, valid, B, T, grad_scale, NULL);
+}
+
+float model_forward_hook(model *m, const int32_t *ids, const int32_t *targets, const uint8_t *valid, int B, int T,
+                         float grad_scale, const model_head_hook *hook) {
     const cfg_model *c = &m->c;
     int C = c->hidden, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim, I = c->intermediate, V = c->vocab;
     int QD = NH * HS, KD = NKV * HS, L = c->n_layers;
@@ -326,11 +332,14 @@ float model_forward(model *m, const int32_t *ids, const int32_t *targets, const 
     for (size_t r0 = 0; r0 < N; r0 += (size_t)m->logit_rows) {
         int R = N - r0 < (size_t)m->logit_rows ? (int)(N - r0) : m->logit_rows;
         const int32_t *tg = targets + r0;
-        if (!model_count_targets(tg, (size_t)R)) continue;
-        model_logits(m, (int)r0, R, m->logits);
-        m->loss_sum += crossentropy_forward_backward(backward ? m->logits : NULL, m->logits, tg, R, V, grad_scale);
+        int wanted = 0;
+        for (int r = 0; hook && !wanted && r < R; r++) wanted = hook->rows[r0 + r];
+        if (!wanted && !model_count_targets(tg, (size_t)R)) continue;
+        model_logits(m, (int)r0, R, m->logits); // logits (R,V)
+        m->loss_sum += crossentropy_forward_backward(backward ? m->dlogits : NULL, m->logits, tg, R, V, grad_scale);
+        if (hook && wanted) hook->fn(hook->ctx, r0, R, m->logits, backward ? m->dlogits : NULL);
         if (backward)
-            matmul_backward(m->dhf + r0 * C, m->dhead, NULL, m->logits, m->hf + r0 * C, m->head, R, C, V);
+            matmul_backward(m->dhf + r0 * C, m->dhead, NULL, m->dlogits, m->hf + r0 * C, m->head, R, C, V);
     }
     m->loss_count = model_count_targets(targets, N);
     return m->loss_count ? (float)(m->loss_sum / (double)m->loss_count) : 0.0f;

@@ -85,6 +85,7 @@ typedef struct {
     float *dacts;                       /* backward buffers, one allocation */
     float *dx, *dh, *dq, *dk, *dv, *datt, *dg, *du, *ds, *dhf;
     float *logits;                      /* (logit_rows, V) one block of the head */
+    float *dlogits;                     /* (logit_rows, V) its gradient */
     int logit_rows;
 
     /* the last forward */
@@ -113,6 +114,20 @@ void model_free(model *m);
  * model_backward may follow. Returns a negative value when out of memory. */
 float model_forward(model *m, const int32_t *ids, const int32_t *targets, const uint8_t *valid, int B, int T,
                     float grad_scale);
+/* A hook into the LM head's row blocks, for losses on the student's
+ * logits beside CE (distill.h's span-end terms): for every block of rows
+ * [r0, r0 + R) that holds a wanted row (rows, (B*T)) or a target, fn gets
+ * the block's logits (R,V) and, when gradients are on, its dlogits (R,V)
+ * already holding CE's part: fn adds its own dL/dlogits there. The head's
+ * backward then carries both, and no logits are computed twice. */
+typedef struct {
+    const uint8_t *rows;
+    void (*fn)(void *ctx, size_t r0, int R, const float *logits, float *dlogits);
+    void *ctx;
+} model_head_hook;
+float model_forward_hook(model *m, const int32_t *ids, const int32_t *targets, const uint8_t *valid, int B, int T,
+                         float grad_scale, const model_head_hook *hook);
+
 /* Backward of the last forward (made with grad_scale > 0): += into grads. */
 void model_backward(model *m);
 void model_zero_grad(model *m);
