@@ -3,13 +3,14 @@
  * its gradient. Shapes as in loss.h: S spans, dS student width, dT teacher
  * width, V_S student vocabulary, K shared keys, k teacher top-k.
  *
- * Numerics: the big products (P cS for the span losses, the Gram matrices
- * of L_geo and the backward products) are float sgemm calls; everything
- * per row or per vocabulary entry (norms, cosines, log-sum-exps, the loss
- * sums) is done in double, so the returned value carries only the float
- * rounding of the sgemm outputs. The vocabulary losses are O(V_S) passes
- * (O(V_S log k) for ULD's selection) over caller-provided scratch, with no
- * allocation; the span losses allocate their (S,d) temporaries.
+ * Numerics: the big products of the span losses (P cS and its backward)
+ * are float sgemm calls; L_geo is in double throughout (see there);
+ * everything per row or per vocabulary entry (norms, cosines,
+ * log-sum-exps, the loss sums) is done in double, so the returned value
+ * carries only the float rounding of the sgemm outputs. The vocabulary
+ * losses are a few O(V_S) passes with one exp per entry (O(V_S log k) for
+ * ULD's selection) over caller-provided scratch, with no allocation; the
+ * span losses and L_geo allocate their (S,d) temporaries.
  */
 #include <cblas.h>
 #include <math.h>
@@ -125,16 +126,20 @@ double loss_span_mse(float *dcS, float *dP, const float *W, const float *cS, con
 // ----------------------------------------------------------------------------
 // L_geo
 
-/* Rows of c (S,d) divided by their guarded norms into out (float); norms
+/* Rows of c (S,d) divided by their guarded norms into out (double); norms
  * into nrm (S). */
-static void normalize_rows(float *out, double *nrm, const float *c, int S, int d) {
+static void normalize_rows(double *out, double *nrm, const float *c, int S, int d) {
     for (int s = 0; s < S; s++) {
         double n = guarded_norm(c + (size_t)s * d, d);
         if (nrm) nrm[s] = n;
-        for (int j = 0; j < d; j++) out[(size_t)s * d + j] = (float)(c[(size_t)s * d + j] / n);
+        for (int j = 0; j < d; j++) out[(size_t)s * d + j] = c[(size_t)s * d + j] / n;
     }
 }
 
+/* L_geo runs in double (dsyrk/dgemm): the Gram entries are cosines near
+ * each other on both sides, and a float Gram's rounding (~1e-7 per entry)
+ * is what the value would otherwise carry; the cost, O(S^2 (dS + dT)), is
+ * small beside L_span's projection, O(S dS dT). */
 double loss_geo(float *dcS, const float *W, const float *cS, const float *cT, int S, int dS, int dT, float scale) {
     if (S < 2) return 0.0;
     /* Z = sum_{s != t} W_s W_t, written as sum_s W_s (sum W - W_s) (no
@@ -144,115 +149,163 @@ double loss_geo(float *dcS, const float *W, const float *cS, const float *cT, in
     for (int s = 0; s < S; s++) Z += W[s] * (sw - W[s]);
     if (!(Z > 0.0)) return 0.0;
     size_t SS = (size_t)S * S;
-    float *hS = malloc(sizeof(float) * ((size_t)S * dS + (size_t)S * dT + 2 * SS + (dcS ? (size_t)S * dS : 0)));
-    double *nS = malloc(sizeof(double) * S);
-    if (!hS || !nS) { free(hS); free(nS); return NAN; }
-    float *hT = hS + (size_t)S * dS, *GS = hT + (size_t)S * dT, *GT = GS + SS, *dh = GT + SS;
+    double *hS = malloc(sizeof(double) * ((size_t)S * dS + (size_t)S * dT + 2 * SS + S + (dcS ? (size_t)S * dS : 0)));
+    if (!hS) return NAN;
+    double *hT = hS + (size_t)S * dS, *GS = hT + (size_t)S * dT, *GT = GS + SS, *nS = GT + SS, *dh = nS + S;
     normalize_rows(hS, nS, cS, S, dS);
     normalize_rows(hT, NULL, cT, S, dT);
-    /* G (S,S) = h h^T; ssyrk fills the upper triangle only */
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dS, 1.0f, hS, dS, 0.0f, GS, S);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dT, 1.0f, hT, dT, 0.0f, GT, S);
+    /* G (S,S) = h h^T; dsyrk fills the upper triangle only */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dS, 1.0, hS, dS, 0.0, GS, S);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, S, dT, 1.0, hT, dT, 0.0, GT, S);
     double L = 0.0;
-    for (int s = 0; s < S; s++)
+    for (int s = 0; s < S; s++) {
+        GS[(size_t)s * S + s] = 0.0;
         for (int t = s + 1; t < S; t++) {
-            double D = (double)GS[(size_t)s * S + t] - GT[(size_t)s * S + t];
+            double D = GS[(size_t)s * S + t] - GT[(size_t)s * S + t];
             L += 2.0 * W[s] * W[t] * D * D; // (s,t) and (t,s)
-            /* M_st = dL/dG_st + dL/dG_ts = 4 W_s W_t D_st / Z (into GS, both
-             * triangles, for dh = M h) */
-            GS[(size_t)s * S + t] = GS[(size_t)t * S + s] = (float)(4.0 * W[s] * W[t] * D / Z);
+            /* M_st = dL/dG_st + dL/dG_ts = 4 W_s W_t D_st / Z, into GS (both
+             * triangles, zero diagonal) for dh = M h */
+            GS[(size_t)s * S + t] = GS[(size_t)t * S + s] = 4.0 * W[s] * W[t] * D / Z;
         }
+    }
     L /= Z;
     if (dcS) {
-        for (int s = 0; s < S; s++) GS[(size_t)s * S + s] = 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, dS, S, 1.0f, GS, S, hS, dS, 0.0f, dh, dS);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, dS, S, 1.0, GS, S, hS, dS, 0.0, dh, dS);
         /* through h = c / |c|: dc = (dh - h (h . dh)) / |c| (a floored norm
          * is a constant: dc = dh / 1e-12) */
         for (int s = 0; s < S; s++) {
-            const float *h = hS + (size_t)s * dS, *g = dh + (size_t)s * dS;
+            const double *h = hS + (size_t)s * dS, *g = dh + (size_t)s * dS;
             double hg = 0.0;
             if (nS[s] > NORM_FLOOR)
-                for (int j = 0; j < dS; j++) hg += (double)h[j] * g[j];
+                for (int j = 0; j < dS; j++) hg += h[j] * g[j];
             double r = (double)scale / nS[s];
             for (int j = 0; j < dS; j++) dcS[(size_t)s * dS + j] += (float)(r * (g[j] - h[j] * hg));
         }
     }
     free(hS);
-    free(nS);
     return L;
 }
 
 // ----------------------------------------------------------------------------
 // L_logit: pooled KL over the shared keys
 
-size_t loss_logit_scratch(int V_S, int K) { return (size_t)V_S + 3 * (size_t)(K > 0 ? K : 0); }
+size_t loss_logit_scratch(int V_S, int K) { return (size_t)(V_S > 0 ? V_S : 0) + 4 * (size_t)(K > 0 ? K : 0); }
 
-/* log sum_i exp(x_i) over n doubles (entries of -inf count as zero mass) */
-static double logsumexp_d(const double *x, int n) {
-    double m = -INFINITY, s = 0.0;
-    for (int i = 0; i < n; i++)
-        if (x[i] > m) m = x[i];
-    if (m == -INFINITY) return -INFINITY;
-    for (int i = 0; i < n; i++) s += exp(x[i] - m);
-    return m + log(s);
-}
+/* Below this a pooled student sum (relative to its base) is losing
+ * precision to subnormals: then each key gets its own base. */
+#define POOL_TINY 1e-290
 
 double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
                      const int32_t *t_key, const int32_t *s_key, int K, float tau, float scale, double *shared_mass,
                      double *scratch) {
-    /* scratch: e (V_S) exp(z_j - max of j's key); pT (K) teacher pooled
-     * probability, later log qT; aS (K) max then log of the student's
-     * pooled mass (up to the global softmax constant), later log qS; sS (K)
-     * the key sums of e */
-    double *e = scratch, *pT = e + V_S, *aS = pT + K, *sS = aS + K;
+    /* scratch: e (V_S) exp(z_j - base) for the ids with a key; pT (K) the
+     * teacher's pooled probability, then log qT on its keys; sS (K) the
+     * student's pooled sums of e; u (K) per-key bases, logs, then gradient
+     * coefficients; tk (K) the distinct keys the teacher's top-k reaches
+     * (at most min(k, K), stored as doubles). */
+    double *e = scratch, *pT = e + (V_S > 0 ? V_S : 0), *sS = pT + K, *u = sS + K, *tk = u + K;
+    if (shared_mass) *shared_mass = 0.0;
+    if (K <= 0) return 0.0;
     double mass = 0.0;
+    int nt = 0;
     for (int key = 0; key < K; key++) pT[key] = 0.0;
     for (int i = 0; i < k; i++) {
         if (t_ids[i] < 0) continue;
         int32_t key = t_key[t_ids[i]];
         if (key < 0) continue;
         double p = exp((double)t_lp[i]);
+        if (!(p > 0.0)) continue;
+        if (pT[key] == 0.0) tk[nt++] = key;
         pT[key] += p;
         mass += p;
     }
     if (shared_mass) *shared_mass = mass;
-    if (!(mass > 0.0) || K <= 0) return 0.0;
+    if (!(mass > 0.0)) return 0.0;
 
-    /* Student pooled log-masses in log space with a max per key, so that a
-     * key whose logits all sit far below the global max keeps its mass. The
-     * global softmax normalizer is left out: it cancels in the
-     * renormalization over keys (and so does its gradient). */
-    for (int key = 0; key < K; key++) aS[key] = -INFINITY, sS[key] = 0.0;
-    for (int j = 0; j < V_S; j++) {
-        int32_t key = s_key[j];
-        if (key >= 0 && z[j] > aS[key]) aS[key] = z[j];
+    /* teacher: log qT(key) = log pT / tau - log sum over its keys (into pT) */
+    double inv_tau = 1.0 / tau, bmax = -INFINITY, ZT = 0.0;
+    for (int i = 0; i < nt; i++) {
+        int key = (int)tk[i];
+        pT[key] = log(pT[key]) * inv_tau;
+        bmax = fmax(bmax, pT[key]);
     }
-    for (int j = 0; j < V_S; j++) {
-        int32_t key = s_key[j];
-        if (key < 0) continue;
-        e[j] = aS[key] == -INFINITY ? 0.0 : exp((double)z[j] - aS[key]);
-        sS[key] += e[j];
+    for (int i = 0; i < nt; i++) ZT += exp(pT[(int)tk[i]] - bmax);
+    for (int i = 0; i < nt; i++) pT[(int)tk[i]] -= bmax + log(ZT);
+
+    /* Student pooled sums. The global softmax normalizer is left out: it
+     * cancels in the renormalization over keys (and so does its gradient,
+     * since sum_key (qS - qT) = 0, which is why ids without a key get no
+     * gradient). Fast path: one base, the max logit, for every key. When
+     * that leaves a key the teacher needs (or every key) with a subnormal
+     * sum, each key gets its own max as base (in u), keeping its mass. */
+    int per_key = 0;
+    double gmax = -INFINITY;
+    for (int j = 0; j < V_S; j++) gmax = z[j] > gmax ? z[j] : gmax;
+    for (;;) {
+        int tiny = 0;
+        for (int key = 0; key < K; key++) sS[key] = 0.0;
+        for (int j = 0; j < V_S; j++) {
+            int32_t key = s_key[j];
+            if (key < 0) continue;
+            double base = per_key ? u[key] : gmax;
+            e[j] = base == -INFINITY ? 0.0 : exp((double)z[j] - base);
+            tiny |= e[j] < POOL_TINY;
+            sS[key] += e[j];
+        }
+        if (per_key || !tiny) break; // no term lost precision: one base is exact
+        /* some did: does it matter (a key of the teacher's, or all keys)? */
+        double smax = 0.0;
+        tiny = 0;
+        for (int key = 0; key < K; key++) smax = sS[key] > smax ? sS[key] : smax;
+        for (int i = 0; i < nt; i++) tiny |= sS[(int)tk[i]] < POOL_TINY;
+        if (smax >= POOL_TINY && !tiny) break;
+        per_key = 1;
+        for (int key = 0; key < K; key++) u[key] = -INFINITY;
+        for (int j = 0; j < V_S; j++) {
+            int32_t key = s_key[j];
+            if (key >= 0 && z[j] > u[key]) u[key] = z[j];
+        }
     }
-    double inv_tau = 1.0 / tau;
-    for (int key = 0; key < K; key++) {
-        aS[key] = sS[key] > 0.0 ? (aS[key] + log(sS[key])) * inv_tau : -INFINITY;
-        pT[key] = pT[key] > 0.0 ? log(pT[key]) * inv_tau : -INFINITY;
-    }
-    double zS = logsumexp_d(aS, K), zT = logsumexp_d(pT, K), L = 0.0;
-    for (int key = 0; key < K; key++) {
-        aS[key] -= zS; // log qS
-        pT[key] -= zT; // log qT
-        if (pT[key] > -INFINITY) L += exp(pT[key]) * (pT[key] - aS[key]);
+
+    /* qS(key) = (base + log sS)/tau - lse_S over all keys; the loss sums
+     * over the teacher's keys; the gradient coefficient per key is
+     * c(key) = scale tau (qS - qT) / sS, dL/dz_j = c(key) e_j. */
+    double L = 0.0;
+    if (!per_key && tau == 1.0f) { // the default: no transcendental per key
+        double Z = 0.0;
+        for (int key = 0; key < K; key++) Z += sS[key];
+        for (int i = 0; i < nt; i++) {
+            int key = (int)tk[i];
+            L += exp(pT[key]) * (pT[key] - log(sS[key] / Z));
+        }
+        if (dz)
+            for (int key = 0; key < K; key++) u[key] = (double)scale / Z;
+    } else {
+        double amax = -INFINITY, Z = 0.0;
+        for (int key = 0; key < K; key++) {
+            double base = per_key ? u[key] : gmax;
+            u[key] = sS[key] > 0.0 ? (base + log(sS[key])) * inv_tau : -INFINITY;
+            amax = u[key] > amax ? u[key] : amax;
+        }
+        for (int key = 0; key < K; key++) Z += exp(u[key] - amax);
+        double lse_S = amax + log(Z);
+        for (int i = 0; i < nt; i++) {
+            int key = (int)tk[i];
+            L += exp(pT[key]) * (pT[key] - (u[key] - lse_S)); // +inf if a key has no student id
+        }
+        if (dz)
+            for (int key = 0; key < K; key++)
+                u[key] = sS[key] > 0.0 ? (double)scale * tau * exp(u[key] - lse_S) / sS[key] : 0.0;
     }
     L *= (double)tau * tau;
     if (dz) {
-        /* dL/d(log pooled pS(key)) = tau (qS - qT); within a key the pooled
-         * log-mass has gradient e_j / sS(key) */
-        for (int key = 0; key < K; key++)
-            aS[key] = sS[key] > 0.0 ? (double)scale * tau * (exp(aS[key]) - exp(pT[key])) / sS[key] : 0.0;
+        for (int i = 0; i < nt; i++) {
+            int key = (int)tk[i];
+            if (sS[key] > 0.0) u[key] -= (double)scale * tau * exp(pT[key]) / sS[key];
+        }
         for (int j = 0; j < V_S; j++) {
             int32_t key = s_key[j];
-            if (key >= 0) dz[j] += (float)(aS[key] * e[j]);
+            if (key >= 0) dz[j] += (float)(u[key] * e[j]);
         }
     }
     return L;
@@ -297,7 +350,7 @@ static void top_m(vi_pair *out, const float *x, int n, int m) {
     }
 }
 
-size_t loss_uld_scratch(int V_S) { return 4 * (size_t)(V_S > 0 ? V_S : 0); }
+size_t loss_uld_scratch(int V_S) { return 5 * (size_t)(V_S > 0 ? V_S : 0); }
 
 double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, float scale, double *scratch) {
     /* Only the first m = min(k, V_S) ranks pair a student probability with
@@ -307,45 +360,43 @@ double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, fl
      * each side instead of sorting V_S entries. */
     if (V_S <= 0) return 0.0;
     int m = k < V_S ? k : V_S;
-    vi_pair *tS = (vi_pair *)scratch, *tT = tS + m; // 2m + 2m doubles <= 4 V_S
+    double *e = scratch; // exp(z - max) (V_S), then the two top-m lists (2m doubles each)
+    vi_pair *tS = (vi_pair *)(scratch + V_S), *tT = tS + m;
     top_m(tS, z, V_S, m);
     top_m(tT, t_lp, k, m);
-    double zmax = m > 0 ? tS[0].v : -INFINITY;
-    if (m == 0)
-        for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
-    double sum = 0.0;
-    for (int j = 0; j < V_S; j++) sum += exp((double)z[j] - zmax);
+    double zmax = -INFINITY, sum = 0.0;
+    for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    for (int j = 0; j < V_S; j++) sum += e[j] = exp((double)z[j] - zmax);
     double topS = 0.0, topT = 0.0, totT = 0.0, L = 0.0, c = 0.0;
     for (int i = 0; i < k; i++) totT += exp((double)t_lp[i]);
     for (int r = 0; r < m; r++) {
-        double ps = exp(tS[r].v - zmax) / sum, pt = exp(tT[r].v);
+        double ps = e[tS[r].i] / sum, pt = exp(tT[r].v);
         topS += ps;
         topT += pt;
         L += fabs(ps - pt);
         /* dL/dpS at this rank: sign(ps - pt) (0 at a tie, as |x|' in torch) */
         double g = ps > pt ? 1.0 : ps < pt ? -1.0 : 0.0;
-        tS[r].v = g; // keep the sign; the probability is recomputed below
+        tS[r].v = g;
         c += ps * g;
     }
     /* tails: student ranks >= k pair with zeros (sign +1), teacher ranks
-     * >= V_S pair with zeros; tail mass as sum minus top, in double */
+     * >= V_S pair with zeros; tail mass as total minus top, in double */
     double tailS = k < V_S ? 1.0 - topS : 0.0, tailT = k > V_S ? totT - topT : 0.0;
     if (tailS < 0.0) tailS = 0.0;
     if (tailT < 0.0) tailT = 0.0;
     L += tailS + tailT;
     c += tailS;
     if (dz) {
-        /* dL/dz_j = pS_j (g_j - sum_l pS_l g_l). With a student tail (k <
-         * V_S) every entry first gets its tail value (g = 1), and the top
-         * ranks are then corrected by pS_j (g_j - 1); otherwise all V_S
-         * entries are top ranks. */
+        /* dL/dz_j = pS_j (g_j - sum_l pS_l g_l), with c = sum_l pS_l g_l.
+         * With a student tail (k < V_S) every entry first gets its tail
+         * value (g = 1) and the top ranks are then corrected by
+         * pS_j (g_j - 1); otherwise all V_S entries are top ranks. */
+        double a = (double)scale / sum;
         if (k < V_S)
-            for (int j = 0; j < V_S; j++) dz[j] += (float)(scale * (exp((double)z[j] - zmax) / sum) * (1.0 - c));
+            for (int j = 0; j < V_S; j++) dz[j] += (float)(a * e[j] * (1.0 - c));
         for (int r = 0; r < m; r++) {
             int64_t j = tS[r].i;
-            double ps = exp((double)z[j] - zmax) / sum;
-            double g = k < V_S ? tS[r].v - 1.0 : tS[r].v - c;
-            dz[j] += (float)(scale * ps * g);
+            dz[j] += (float)(a * e[j] * (k < V_S ? tS[r].v - 1.0 : tS[r].v - c));
         }
     }
     return L;
@@ -356,9 +407,12 @@ double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, fl
 
 double loss_mined_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
                      const int32_t *t2s, float scale, double *scratch) {
-    /* scratch[j] holds pT'(j) unnormalized, touched only at the mapped j
-     * (at most k of them), so no O(V_S) clearing: zero them, add, then
-     * consume each j once (zeroing it again) */
+    /* First scratch[j] holds pT'(j) unnormalized, touched only at the mapped
+     * j (at most k of them), so no O(V_S) clearing: zero them, add, then
+     * consume each j once (zeroing it again). With sum_j q_j = 1,
+     * L = sum_j q_j (log q_j - z_j) + logsumexp(z): the first part and the
+     * -q part of the gradient are done then, and the scratch is free to
+     * hold exp(z - max) for the softmax. */
     double tot = 0.0;
     for (int i = 0; i < k; i++) {
         if (t_ids[i] < 0) continue;
@@ -374,20 +428,24 @@ double loss_mined_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, c
         tot += p;
     }
     if (!(tot > 0.0)) return 0.0;
-    double zmax = -INFINITY, sum = 0.0;
-    for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
-    for (int j = 0; j < V_S; j++) sum += exp((double)z[j] - zmax);
-    double lse = zmax + log(sum), L = 0.0;
+    double L = 0.0, sq = 0.0;
     for (int i = 0; i < k; i++) {
         if (t_ids[i] < 0) continue;
         int32_t j = t2s[t_ids[i]];
         if (j < 0 || j >= V_S || !(scratch[j] > 0.0)) continue;
         double q = scratch[j] / tot;
         scratch[j] = 0.0; // consumed: a second teacher id on j adds nothing more
-        L += q * (log(q) - ((double)z[j] - lse));
+        L += q * (log(q) - z[j]);
+        sq += q;
         if (dz) dz[j] -= (float)(scale * q); // d/dz of -q log softmax_j: the -q part
     }
-    if (dz) /* ... and softmax(z) * sum q = softmax(z) */
-        for (int j = 0; j < V_S; j++) dz[j] += (float)(scale * exp((double)z[j] - lse));
+    double zmax = -INFINITY, sum = 0.0;
+    for (int j = 0; j < V_S; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    for (int j = 0; j < V_S; j++) sum += scratch[j] = exp((double)z[j] - zmax);
+    L += sq * (zmax + log(sum));
+    if (dz) { /* ... and softmax(z) sum q = softmax(z) */
+        double a = (double)scale / sum;
+        for (int j = 0; j < V_S; j++) dz[j] += (float)(a * scratch[j]);
+    }
     return L;
 }

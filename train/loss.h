@@ -10,7 +10,10 @@
  * gradient pointer means "not wanted". S spans, dS student width, dT
  * teacher width, V_S student vocabulary, K shared keys, k teacher top-k.
  * Norms are guarded: a vector of norm below 1e-12 counts as norm 1e-12
- * (no NaN).
+ * (no NaN); that floored norm is a constant for the gradient (as
+ * torch's clamp_min), so a zero student row gets a large but finite one.
+ * Scratch buffers need no initialization. The span losses and L_geo
+ * allocate their temporaries (and return NaN if that fails).
  *
  * The executable oracle for the values is ../shared/tools/sra_ref.py
  * (l_span, l_geo, kl_pooled); gradients are checked against PyTorch
@@ -60,7 +63,12 @@ double loss_geo(float *dcS, const float *W, const float *cS, const float *cT, in
  * *shared_mass = sum of pT over the keys (the teacher mass the pooling
  * keeps; the caller skips spans below min_shared_mass and does not call
  * the gradient then). When that mass is 0 the loss is 0.
- * dz (V_S) += scale * dL/dz. scratch: loss_logit_scratch(V_S, K) doubles. */
+ * Every key must have at least one student id (shared keys occur on both
+ * sides by construction); a key the teacher reaches with none gives +inf.
+ * The global softmax normalizer cancels in the renormalization over keys,
+ * so student ids without a key get exactly zero gradient.
+ * dz (V_S) += scale * dL/dz. scratch: loss_logit_scratch(V_S, K) doubles.
+ * O(V_S + K); no per-key transcendental at tau = 1. */
 size_t loss_logit_scratch(int V_S, int K);
 double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
                      const int32_t *t_key, const int32_t *s_key, int K, float tau, float scale, double *shared_mass,
@@ -72,6 +80,9 @@ double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, c
  * pS = softmax(z) (V_S) sorted descending; pT = exp(t_lp) (k) sorted
  * descending, zero-padded to V_S; L = sum_i |pS_sorted_i - pT_sorted_i|.
  * dz += scale * dL/dz (the sort is a fixed permutation for the gradient).
+ * t_lp has no ids: an empty top-k slot must hold -inf (probability 0).
+ * k > V_S is allowed (the student side is then zero-padded to k). Only the
+ * top min(k, V_S) of each side are ranked: O(V_S log k).
  * scratch: loss_uld_scratch(V_S) doubles. */
 size_t loss_uld_scratch(int V_S);
 double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, float scale, double *scratch);
@@ -81,7 +92,8 @@ double loss_uld(float *dz, const float *z, int V_S, const float *t_lp, int k, fl
  * several teacher ids may land on one student id and add up), then
  * L = sum_j pT'(j) log(pT'(j) / softmax(z)_j) over student ids j with
  * pT'(j) > 0, where pT' is the mapped top-k renormalized to sum 1 (0 when
- * nothing maps). dz += scale * dL/dz. scratch: V_S doubles. */
+ * nothing maps). t_ids < 0 and student ids outside [0, V_S) are ignored.
+ * dz += scale * dL/dz. scratch: V_S doubles. */
 double loss_mined_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
                      const int32_t *t2s, float scale, double *scratch);
 
