@@ -42,6 +42,7 @@ struct dst_ctx {
     int dT;
     seqinfo *seq; int cap_seq;
     double *scratch; size_t cap_scratch;
+    float *zc;                 /* (2 * n_s_shared) gathered logits and their gradient */
 };
 
 dst_ctx *dst_new(const dst_config *c, const tok_tokenizer *student, vocab_map *v, int dT) {
@@ -50,7 +51,8 @@ dst_ctx *dst_new(const dst_config *c, const tok_tokenizer *student, vocab_map *v
     x->c = *c;
     x->v = v;
     x->dT = dT;
-    if (!(x->ss = tok_session_new(student))) { free(x); return NULL; }
+    x->zc = malloc(((size_t)v->n_s_shared * 2 + 1) * sizeof(float));
+    if (!x->zc || !(x->ss = tok_session_new(student))) { free(x->zc); free(x); return NULL; }
     return x;
 }
 
@@ -65,6 +67,7 @@ void dst_free(dst_ctx *x) {
     for (int i = 0; i < x->cap_seq; i++) seq_clear(&x->seq[i]);
     free(x->seq);
     free(x->scratch);
+    free(x->zc);
     tok_session_free(x->ss);
     free(x);
 }
@@ -137,8 +140,17 @@ static void head_fn(void *ctxp, size_t r0, int R, const float *logits, float *dl
             for (int j = 0; j < k; j++)
                 if (tid[j] >= 0 && tid[j] < x->v->VT && x->v->t_key[tid[j]] >= 0) shared += exp(tlp[j]);
             if (shared < c->min_shared_mass) { h->st->logit_skipped++; continue; }
-            double val = loss_logit_kl(dz, z, V, tid, tlp, k, x->v->t_key, x->v->s_key, x->v->K, (float)c->tau, w,
-                                       &shared, x->scratch);
+            /* only the student ids with a shared key take part (the rest
+             * cancel in the renormalization): gather them, then scatter
+             * the gradient back */
+            const vocab_map *v = x->v;
+            int ns = v->n_s_shared;
+            float *zc = x->zc, *dzc = x->zc + ns;
+            for (int i = 0; i < ns; i++) { zc[i] = z[v->s_shared_ids[i]]; dzc[i] = 0.0f; }
+            double val = loss_logit_kl(dz ? dzc : NULL, zc, ns, tid, tlp, k, v->t_key, v->s_shared_key, v->K,
+                                       (float)c->tau, w, &shared, x->scratch);
+            if (dz)
+                for (int i = 0; i < ns; i++) dz[v->s_shared_ids[i]] += dzc[i];
             h->st->logit_spans++;
             h->st->shared_mass_sum += shared;
             h->l_logit += s->W[gi] * val;

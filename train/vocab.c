@@ -104,6 +104,17 @@ int vocab_build(vocab_map *v, const tok_tokenizer *teacher, const tok_tokenizer 
         i = j;
     }
     v->K = K;
+    for (int32_t id = 0; id < v->VS; id++) v->n_s_shared += v->s_key[id] >= 0;
+    v->s_shared_ids = malloc(((size_t)v->n_s_shared + 1) * sizeof *v->s_shared_ids);
+    v->s_shared_key = malloc(((size_t)v->n_s_shared + 1) * sizeof *v->s_shared_key);
+    if (!v->s_shared_ids || !v->s_shared_key) {
+        snprintf(err, errlen, "out of memory for the shared vocabulary");
+        for (int32_t id = 0; id < v->VT; id++) free(t_bytes[id]);
+        free(t_bytes); free(recs); vocab_free(v);
+        return -1;
+    }
+    for (int32_t id = 0, n = 0; id < v->VS; id++)
+        if (v->s_key[id] >= 0) { v->s_shared_ids[n] = id; v->s_shared_key[n++] = v->s_key[id]; }
     for (int32_t id = 0; id < v->VT; id++) free(t_bytes[id]);
     free(t_bytes);
     free(recs);
@@ -115,6 +126,7 @@ void vocab_free(vocab_map *v) {
     if (v->s_bytes)
         for (int32_t i = 0; i < v->VS; i++) free(v->s_bytes[i]);
     free(v->s_bytes); free(v->s_len); free(v->t_key); free(v->s_key); free(v->t2s);
+    free(v->s_shared_ids); free(v->s_shared_key);
     memset(v, 0, sizeof *v);
 }
 

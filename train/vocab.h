@@ -38,6 +38,11 @@ typedef struct {
     int32_t K;          /* shared keys */
     int32_t *t_key;     /* (VT) */
     int32_t *s_key;     /* (VS) */
+    int32_t n_s_shared;     /* student ids that have a shared key */
+    int32_t *s_shared_ids;  /* (n_s_shared) those ids, increasing */
+    int32_t *s_shared_key;  /* (n_s_shared) their keys: the pooled KL needs only
+                               these (ids without a key drop out of it, value
+                               and gradient alike), so a caller may gather them */
     /* MinED */
     int32_t *t2s;       /* (VT) student id, -1 = none, -2 = not computed yet */
     char **s_bytes;     /* (VS) decoded bytes of student ids (NUL-terminated), NULL = no string */
