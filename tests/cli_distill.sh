@@ -39,8 +39,8 @@ check extract_student 0 "" "${X[@]}" --out "$T/student" --dtype f32 --topk 32 --
 tail -c 8000 "$CORPUS" > "$T/eval.txt"
 TR=("$B/sra-train" --tokenizer "$GPT2" --eval "$T/eval.txt" --d-model 32 --layers 1 --heads 2 --seq 64 --batch 2
     --lr 3e-3 --warmup 5 --eval-every 0 --eval-max-windows 8 --threads 2)
-check train_sra 0 "shared vocabulary \(firstword\): [0-9]+ keys" "${TR[@]}" --cache "$T/word" --method sra --steps 150 --out "$T/sra"
-check train_ce 0 "" "${TR[@]}" --cache "$T/word" --method ce --steps 150 --out "$T/ce" --quiet
+check train_sra 0 "shared vocabulary \(firstword\): [0-9]+ keys" "${TR[@]}" --cache "$T/word" --method sra --steps 200 --out "$T/sra"
+check train_ce 0 "" "${TR[@]}" --cache "$T/word" --method ce --steps 200 --out "$T/ce" --quiet
 falls() { # first 10 vs last 10 mean of a metric
     awk -v k="\"$2\": " '$0 ~ k && !/eval_/ {split($0, a, k); split(a[2], b, ","); v[NR]=b[1]; n++}
         END {f=0; l=0; i=0; for (j in v) {} ; c=0; for (r=1; r<=NR; r++) if (r in v) {c++; if (c<=10) f+=v[r]; if (c>n-10) l+=v[r]}
@@ -73,6 +73,10 @@ PY
 }
 check token_equals_student_cache 0 "^same" same_terms "$T/st_token" "$T/st_student"
 
+# the ablations: no logit term (its value still logged), no span and geo terms
+check ablate_logit 0 "" "${TR[@]}" --cache "$T/word" --method sra --logit-weight 0 --steps 3 --out "$T/nl" --quiet
+check ablate_span_geo 0 "" "${TR[@]}" --cache "$T/word" --method sra --beta 0 --gamma 0 --steps 3 --out "$T/nsg" --quiet
+check ablations_logged 0 '"logit": [0-9]*\.[0-9]*[1-9]' bash -c "grep -v eval_ $T/nl/metrics.jsonl | tail -1"
 check uld_needs_token_cache nz "needs a cache made with --atoms token" "${TR[@]}" --cache "$T/word" --method uld --steps 1 --out "$T/u"
 check uld_runs 0 "" "${TR[@]}" --cache "$T/token" --method uld --steps 3 --out "$T/uld" --quiet
 check uld_logged 0 '"uld": [0-9]*\.[0-9]*[1-9]' bash -c "grep -v eval_ $T/uld/metrics.jsonl | tail -1"

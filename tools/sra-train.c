@@ -111,6 +111,7 @@ int main(int argc, char **argv) {
         {"alpha", K_DBL, &c.alpha, "weight of the distillation terms: (1-a) CE + a (...) (0.2)"},
         {"beta", K_DBL, &c.beta, "weight of L_span (1)"},
         {"gamma", K_DBL, &c.gamma, "weight of L_geo (1)"},
+        {"logit-weight", K_DBL, &c.logit_weight, "weight of L_logit inside the alpha term; 0 = no-logit ablation (1)"},
         {"tau", K_DBL, &c.tau, "temperature of the span-logit KL (1)"},
         {"min-shared-mass", K_DBL, &c.min_shared_mass, "skip L_logit spans whose teacher top-k has less shared mass (0.05)"},
         {"pool", K_STR, &c.pool, "shared-vocabulary keys: firstword | strip (firstword)"},

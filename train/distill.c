@@ -134,12 +134,13 @@ static void head_fn(void *ctxp, size_t r0, int R, const float *logits, float *dl
         const float *tlp = d->topk_lp + (size_t)g->atom_last * k;
         const float *z = logits + (size_t)r * V;
         float *dz = dlogits ? dlogits + (size_t)r * V : NULL;
-        float w = s->W[gi] * h->seq_scale;
+        float w = s->W[gi] * h->seq_scale * (c->method == DST_SRA ? (float)c->logit_weight : 1.0f);
         if (c->method == DST_SRA) {
             double shared = 0;
             for (int j = 0; j < k; j++)
                 if (tid[j] >= 0 && tid[j] < x->v->VT && x->v->t_key[tid[j]] >= 0) shared += exp(tlp[j]);
             if (shared < c->min_shared_mass) { h->st->logit_skipped++; continue; }
+            if (c->logit_weight == 0) dz = NULL; /* ablation: the value is still logged */
             /* only the student ids with a shared key take part (the rest
              * cancel in the renormalization): gather them, then scatter
              * the gradient back */
@@ -319,7 +320,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
         st->logit = hc.l_logit / B;
         st->uld = hc.l_uld / B;
         st->mined = hc.l_mined / B;
-        if (c->method == DST_SRA) total += a * (st->logit + c->beta * st->span + c->gamma * st->geo);
+        if (c->method == DST_SRA) total += a * (c->logit_weight * st->logit + c->beta * st->span + c->gamma * st->geo);
         else if (c->method == DST_ULD) total += a * st->uld;
         else total += a * st->mined;
     }

@@ -49,6 +49,7 @@ const char *dst_method_name(dst_method m);
 typedef struct {
     dst_method method;
     double alpha, beta, gamma, tau, min_shared_mass;
+    double logit_weight;  /* weight of L_logit inside the alpha term (1; 0 = the "no logit" ablation) */
     int span_mse;         /* 0: cosine L_span, 1: mse on layer-normalized vectors */
     int student_uniform;  /* student mass rule: 0 = attention (last layer), 1 = uniform */
 } dst_config;

@@ -53,6 +53,7 @@ void trn_config_default(trn_config *c) {
     c->gamma = 1.0;
     c->tau = 1.0;
     c->min_shared_mass = 0.05;
+    c->logit_weight = 1.0;
     c->pool = "firstword";
     c->span_loss = "cos";
 }
@@ -79,6 +80,7 @@ char *trn_config_json(const trn_config *c) {
     cJSON_AddNumberToObject(o, "gamma", c->gamma);
     cJSON_AddNumberToObject(o, "tau", c->tau);
     cJSON_AddNumberToObject(o, "min_shared_mass", c->min_shared_mass);
+    cJSON_AddNumberToObject(o, "logit_weight", c->logit_weight);
     cJSON_AddStringToObject(o, "pool", c->pool ? c->pool : "firstword");
     cJSON_AddStringToObject(o, "span_loss", c->span_loss ? c->span_loss : "cos");
     cJSON_AddStringToObject(o, "from", c->from ? c->from : "");
@@ -355,7 +357,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         size_t np = (size_t)dT * m.c.hidden;
         P = malloc(np * 4); dP = calloc(np, 4); Pm = calloc(np, 4); Pv = calloc(np, 4);
         docs = calloc((size_t)c->batch, sizeof *docs);
-        dst_config dc = {(dst_method)meth, c->alpha, c->beta, c->gamma, c->tau, c->min_shared_mass,
+        dst_config dc = {(dst_method)meth, c->alpha, c->beta, c->gamma, c->tau, c->min_shared_mass, c->logit_weight,
                          c->span_loss && !strcmp(c->span_loss, "mse"), !strcmp(ldr_meta(ld)->mass, "uniform")};
         dx = dst_new(&dc, tok, &voc, dT);
         if (!P || !dP || !Pm || !Pv || !docs || !dx) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }

@@ -60,7 +60,7 @@ typedef struct {
     const char *cache;
     int cache_layer;                       /* stored CoM layer to use (-1 = final norm) */
     const char *method;                    /* ce | sra | uld | mined (sra) */
-    double alpha, beta, gamma, tau, min_shared_mass;
+    double alpha, beta, gamma, tau, min_shared_mass, logit_weight;
     const char *pool;                      /* firstword | strip */
     const char *span_loss;                 /* cos | mse */
     /* model: from a Hugging Face folder, or a new one of this shape */
