@@ -12,7 +12,9 @@
  * restricted to the smallest set of most probable tokens whose mass reaches
  * top-p (default 1: no restriction), with a seeded generator so a run can
  * be repeated. Prints the prompt and continuation as text, or with --ids the
- * generated ids. It does not stop at EOS unless --stop-eos is given.
+ * generated ids; --samples N makes N of them (seeds S, S+1, ...), and
+ * --jsonl prints each as a JSON line, special tokens left out: data sampled
+ * from the teacher itself (issue 9). It does not stop at EOS unless --stop-eos is given.
  */
 #include <errno.h>
 #include <math.h>
@@ -34,6 +36,9 @@ static void usage(FILE *f) {
             "  --seed S           random seed for sampling (default 1)\n"
             "  --ids              print the generated ids instead of text\n"
             "  --stop-eos         stop after the model's EOS token\n"
+            "  --samples N        N continuations, with seeds S, S+1, ... (default 1)\n"
+            "  --jsonl            print each as a JSON line {\"text\": ..., \"seed\": ...}, special tokens\n"
+            "                     left out (training data for sra-extract / sra-train)\n"
             "example: sra-generate --model ../shared/models/tinystories-656k --prompt \"Once upon a time\" --steps 40\n");
 }
 
@@ -91,7 +96,8 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 int main(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL;
     double steps = 32, temp = 0, top_p = 1, seed = 1;
-    int want_ids = 0, stop_eos = 0;
+    int want_ids = 0, stop_eos = 0, jsonl = 0;
+    double samples = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -101,6 +107,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--temperature") && more) { if (parse_num(a, argv[++i], 0, 100, &temp)) return 2; }
         else if (!strcmp(a, "--top-p") && more) { if (parse_num(a, argv[++i], 1e-9, 1, &top_p)) return 2; }
         else if (!strcmp(a, "--seed") && more) { if (parse_num(a, argv[++i], 0, 1e18, &seed)) return 2; }
+        else if (!strcmp(a, "--samples") && more) { if (parse_num(a, argv[++i], 1, 1e7, &samples)) return 2; }
+        else if (!strcmp(a, "--jsonl")) jsonl = 1;
         else if (!strcmp(a, "--ids")) want_ids = 1;
         else if (!strcmp(a, "--stop-eos")) stop_eos = 1;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -149,35 +157,51 @@ int main(int argc, char **argv) {
     logits = malloc((size_t)c->vocab * sizeof *logits);
     buf = malloc((size_t)c->vocab * sizeof *buf);
     if (!ids || !logits || !buf) { fprintf(stderr, "sra-generate: out of memory\n"); goto done; }
-    memcpy(ids, e.ids, (size_t)np * sizeof *ids);
-    uint64_t rng = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
-    if (teacher_gen_begin(t, np + ns + 1) || (ns > 0 && teacher_gen_step(t, ids, np, logits))) {
-        fprintf(stderr, "sra-generate: %s\n", teacher_errmsg(t));
-        goto done;
-    }
-    int n = np;
-    for (int s = 0; s < ns; s++) {
-        int32_t next = pick(logits, c->vocab, temp, top_p, &rng, buf);
-        ids[n++] = next;
-        if (stop_eos && next == c->eos_id) break;
-        if (s + 1 < ns && teacher_gen_step(t, &next, 1, logits)) {
+    int32_t *prompt_ids = malloc((size_t)np * sizeof *prompt_ids);
+    if (!prompt_ids) { fprintf(stderr, "sra-generate: out of memory\n"); goto done; }
+    memcpy(prompt_ids, e.ids, (size_t)np * sizeof *ids);
+    for (long smp = 0; smp < (long)samples; smp++) {
+        /* sample smp uses seed + smp: any one of them can be made again alone */
+        memcpy(ids, prompt_ids, (size_t)np * sizeof *ids);
+        uint64_t rng = (uint64_t)(seed + (double)smp) * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+        if (teacher_gen_begin(t, np + ns + 1) || (ns > 0 && teacher_gen_step(t, ids, np, logits))) {
             fprintf(stderr, "sra-generate: %s\n", teacher_errmsg(t));
+            free(prompt_ids);
             goto done;
         }
-    }
-    if (want_ids) {
-        for (int i = np; i < n; i++) printf(i > np ? " %d" : "%d", ids[i]);
-        printf("\n");
-    } else {
-        const char *out;
-        size_t len;
-        if (tok_decode(ts, ids, (size_t)n, 0, &out, &len)) {
-            fprintf(stderr, "sra-generate: decode: %s\n", tok_session_error(ts));
-            goto done;
+        int n = np;
+        for (int s = 0; s < ns; s++) {
+            int32_t next = pick(logits, c->vocab, temp, top_p, &rng, buf);
+            ids[n++] = next;
+            if (stop_eos && next == c->eos_id) break;
+            if (s + 1 < ns && teacher_gen_step(t, &next, 1, logits)) {
+                fprintf(stderr, "sra-generate: %s\n", teacher_errmsg(t));
+                free(prompt_ids);
+                goto done;
+            }
         }
-        fwrite(out, 1, len, stdout);
-        printf("\n");
+        if (want_ids) {
+            for (int i = np; i < n; i++) printf(i > np ? " %d" : "%d", ids[i]);
+            printf("\n");
+        } else {
+            const char *out;
+            size_t len;
+            if (tok_decode(ts, ids, (size_t)n, jsonl, &out, &len)) {
+                fprintf(stderr, "sra-generate: decode: %s\n", tok_session_error(ts));
+                free(prompt_ids);
+                goto done;
+            }
+            if (jsonl) { /* one record a line, special tokens left out: data for sra-extract */
+                printf("{\"text\": ");
+                sra_json_put_string(stdout, out, len);
+                printf(", \"seed\": %.0f}\n", seed + (double)smp);
+            } else {
+                fwrite(out, 1, len, stdout);
+                printf("\n");
+            }
+        }
     }
+    free(prompt_ids);
     rc = fflush(stdout) ? 1 : 0;
 done:
     free(buf);

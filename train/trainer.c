@@ -411,6 +411,20 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     sra_progress prog;
     sra_progress_begin(&prog, c->progress, "steps", (double)c->steps);
     double t_start = sra_now(), tok_total = 0;
+    if (c->steps == 0 && ev.n > 1) { /* --steps 0: evaluate the model as it is */
+        double el, bpb;
+        int64_t et, eb;
+        if (evaluate(&m, &ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) {
+            rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+            goto out;
+        }
+        rep->eval_loss = el;
+        rep->eval_bpb = bpb;
+        fprintf(mf, "{\"step\": 0, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, \"eval_tokens\": %lld, "
+                    "\"eval_bytes\": %lld}\n", el, exp(el), bpb, (long long)et, (long long)eb);
+        if (c->progress)
+            fprintf(c->progress, "sra-train: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n", el, exp(el), bpb);
+    }
     int64_t first = step, stop = c->steps;
     if (c->stop_after > 0 && step + c->stop_after < stop) stop = step + c->stop_after;
     while (step < stop) {
