@@ -370,3 +370,16 @@ int sra_grow(void **p, size_t *cap, size_t need, size_t elem) {
     *cap = c;
     return 0;
 }
+
+uint64_t sra_splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double sra_normal(uint64_t *s) {
+    double u1 = ((double)(sra_splitmix64(s) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (double)(sra_splitmix64(s) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}

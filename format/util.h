@@ -76,6 +76,14 @@ double sra_now(void); /* monotonic seconds */
 /* Current UTC time as "YYYY-MM-DDTHH:MM:SSZ". */
 void sra_utc_iso8601(char out[32]);
 
+/* ---------------------------------------------------- seeded randomness */
+/* splitmix64: the next 64 random bits from state *s (advanced). The one
+ * generator behind every seeded choice in sra (init, data order, windows),
+ * so a seed means the same everywhere. */
+uint64_t sra_splitmix64(uint64_t *s);
+/* A standard normal draw (Box-Muller over two splitmix64 draws). */
+double sra_normal(uint64_t *s);
+
 /* ---------------------------------------------------------- JSON lines */
 /* The string value of a top-level "key" in one JSON object (a JSONL line),
  * unescaped, malloc'd, with its true byte length: unlike cJSON it keeps an

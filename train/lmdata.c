@@ -63,17 +63,10 @@ void lmd_free(lmd_stream *s) {
     memset(s, 0, sizeof *s);
 }
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void lmd_batch(const lmd_stream *s, uint64_t *rng, int B, int T, int32_t *ids, int32_t *targets) {
     size_t span = s->n - (size_t)T; /* starts 0..n-T-1 */
     for (int b = 0; b < B; b++) {
-        size_t st = (size_t)(splitmix(rng) % span);
+        size_t st = (size_t)(sra_splitmix64(rng) % span);
         memcpy(ids + (size_t)b * T, s->tokens + st, (size_t)T * sizeof *ids);
         memcpy(targets + (size_t)b * T, s->tokens + st + 1, (size_t)T * sizeof *targets);
     }

@@ -137,34 +137,26 @@ bad:
     return -1;
 }
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static void make_order(ldr *l, int64_t epoch) {
-    uint64_t s = l->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
-    for (int64_t i = 0; i < l->n_chunks; i++) l->order[i] = i;
-    for (int64_t i = l->n_chunks - 1; i > 0; i--) {
-        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
-        int64_t t = l->order[i]; l->order[i] = l->order[j]; l->order[j] = t;
+/* The order of the chunks in an epoch: a Fisher-Yates shuffle seeded by
+ * (seed, epoch), so any epoch's order can be made again alone. */
+static void epoch_order(uint64_t seed, int64_t epoch, int64_t *o, int64_t n) {
+    uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
+    for (int64_t i = 0; i < n; i++) o[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(sra_splitmix64(&s) % (uint64_t)(i + 1));
+        int64_t t = o[i]; o[i] = o[j]; o[j] = t;
     }
 }
+
+static void make_order(ldr *l, int64_t epoch) { epoch_order(l->seed, epoch, l->order, l->n_chunks); }
 
 /* The chunk at position (epoch, ci), computing that epoch's order when it
  * is not the current one (prefetch across an epoch boundary). */
 static chunk chunk_at(ldr *l, int64_t epoch, int64_t ci) {
     if (epoch == l->epoch) return l->chunks[l->order[ci]];
-    uint64_t s = l->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1));
     int64_t *o = malloc((size_t)l->n_chunks * sizeof *o);
     if (!o) return l->chunks[0];
-    for (int64_t i = 0; i < l->n_chunks; i++) o[i] = i;
-    for (int64_t i = l->n_chunks - 1; i > 0; i--) {
-        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
-        int64_t t = o[i]; o[i] = o[j]; o[j] = t;
-    }
+    epoch_order(l->seed, epoch, o, l->n_chunks);
     chunk c = l->chunks[o[ci]];
     free(o);
     return c;

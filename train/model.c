@@ -15,6 +15,7 @@
 
 #include "layers.h"
 #include "safetensors.h"
+#include "util.h"
 
 /* ========================================================= parameters */
 
@@ -111,19 +112,6 @@ const model_tensor *model_find(const model *m, const char *name) {
     return NULL;
 }
 
-/* splitmix64 + Box-Muller: a repeatable normal generator (init only). */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double normal01(uint64_t *s) {
-    double u1 = ((double)(splitmix(s) >> 11) + 1.0) / 9007199254740993.0;
-    double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
-
 int model_init(model *m, const cfg_model *c, uint64_t seed, char *err, size_t errlen) {
     if (alloc_params(m, c, err, errlen)) { model_free(m); return -1; }
     uint64_t s = seed;
@@ -132,7 +120,7 @@ int model_init(model *m, const cfg_model *c, uint64_t seed, char *err, size_t er
         float *p = m->params + t->off;
         int is_norm = strstr(t->name, "norm") != NULL, is_bias = strstr(t->name, ".bias") != NULL;
         for (size_t j = 0; j < t->n; j++)
-            p[j] = is_norm ? 1.0f : is_bias ? 0.0f : (float)(0.02 * normal01(&s));
+            p[j] = is_norm ? 1.0f : is_bias ? 0.0f : (float)(0.02 * sra_normal(&s));
     }
     return 0;
 }

@@ -157,6 +157,23 @@ static int write_file(const char *path, const char *text, sra_err *e) {
     return 0;
 }
 
+/* Evaluates and writes the metrics line of step (and a summary line when
+ * say). Returns 0 or -1 when out of memory. */
+static int eval_log(model *m, const lmd_stream *ev, const trn_config *c, int64_t step, FILE *mf, trn_report *rep,
+                    int say) {
+    double el, bpb;
+    int64_t et, eb;
+    if (evaluate(m, ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) return -1;
+    rep->eval_loss = el;
+    rep->eval_bpb = bpb;
+    fprintf(mf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, \"eval_tokens\": %lld, "
+                "\"eval_bytes\": %lld}\n", (long long)step, el, exp(el), bpb, (long long)et, (long long)eb);
+    if (say && c->progress)
+        fprintf(c->progress, "sra-train: step %lld: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n", (long long)step,
+                el, exp(el), bpb);
+    return 0;
+}
+
 /* Keeps the lines of metrics.jsonl whose "step" is <= upto (resume). */
 static int trim_metrics(const char *path, int64_t upto, sra_err *e) {
     size_t n;
@@ -362,15 +379,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         dx = dst_new(&dc, tok, &voc, dT);
         if (!P || !dP || !Pm || !Pv || !docs || !dx) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
         uint64_t ps = c->seed ^ 0x5EEDull;
-        for (size_t i = 0; i < np; i++) {
-            /* splitmix + Box-Muller as model_init, scaled 1/sqrt(dS) */
-            uint64_t z1 = (ps += 0x9E3779B97F4A7C15ull);
-            z1 = (z1 ^ (z1 >> 30)) * 0xBF58476D1CE4E5B9ull; z1 = (z1 ^ (z1 >> 27)) * 0x94D049BB133111EBull; z1 ^= z1 >> 31;
-            uint64_t z2 = (ps += 0x9E3779B97F4A7C15ull);
-            z2 = (z2 ^ (z2 >> 30)) * 0xBF58476D1CE4E5B9ull; z2 = (z2 ^ (z2 >> 27)) * 0x94D049BB133111EBull; z2 ^= z2 >> 31;
-            double u1 = ((double)(z1 >> 11) + 1.0) / 9007199254740993.0, u2 = (double)(z2 >> 11) / 9007199254740992.0;
-            P[i] = (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2) / sqrt((double)m.c.hidden));
-        }
+        for (size_t i = 0; i < np; i++) P[i] = (float)(sra_normal(&ps) / sqrt((double)m.c.hidden));
         if (latest[0]) {
             char xp[4500];
             snprintf(xp, sizeof xp, "%s/extra.safetensors", latest);
@@ -411,19 +420,9 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     sra_progress prog;
     sra_progress_begin(&prog, c->progress, "steps", (double)c->steps);
     double t_start = sra_now(), tok_total = 0;
-    if (c->steps == 0 && ev.n > 1) { /* --steps 0: evaluate the model as it is */
-        double el, bpb;
-        int64_t et, eb;
-        if (evaluate(&m, &ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) {
-            rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
-            goto out;
-        }
-        rep->eval_loss = el;
-        rep->eval_bpb = bpb;
-        fprintf(mf, "{\"step\": 0, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, \"eval_tokens\": %lld, "
-                    "\"eval_bytes\": %lld}\n", el, exp(el), bpb, (long long)et, (long long)eb);
-        if (c->progress)
-            fprintf(c->progress, "sra-train: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n", el, exp(el), bpb);
+    if (c->steps == 0 && ev.n > 1 && eval_log(&m, &ev, c, 0, mf, rep, 1)) { /* --steps 0: evaluate only */
+        rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+        goto out;
     }
     int64_t first = step, stop = c->steps;
     if (c->stop_after > 0 && step + c->stop_after < stop) stop = step + c->stop_after;
@@ -509,21 +508,10 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             sra_progress_update(&prog, (double)step);
         }
         int last = step == stop;
-        if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
-            double el, bpb;
-            int64_t et, eb;
-            if (evaluate(&m, &ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) {
-                rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
-                goto out;
-            }
-            rep->eval_loss = el;
-            rep->eval_bpb = bpb;
-            fprintf(mf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, "
-                        "\"eval_tokens\": %lld, \"eval_bytes\": %lld}\n",
-                    (long long)step, el, exp(el), bpb, (long long)et, (long long)eb);
-            if (c->progress && !prog.tty)
-                fprintf(c->progress, "sra-train: step %lld: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n",
-                        (long long)step, el, exp(el), bpb);
+        if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
+            eval_log(&m, &ev, c, step, mf, rep, !prog.tty)) {
+            rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+            goto out;
         }
         fflush(mf);
         if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last) {
