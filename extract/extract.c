@@ -197,23 +197,6 @@ static int settings_differ(const cJSON *want, const cJSON *have, const char *whe
     return 0;
 }
 
-/* Writes path atomically (tmp + rename). */
-static int write_atomic(const char *path, const char *text, sra_err *e) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        int err = errno;
-        unlink(tmp);
-        return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(err));
-    }
-    return 0;
-}
-
 /* settings.json: created when absent, otherwise compared. */
 static int check_settings_file(const char *dir, const cJSON *want, sra_err *e) {
     char path[4200];
@@ -227,7 +210,7 @@ static int check_settings_file(const char *dir, const cJSON *want, sra_err *e) {
         size_t l = strlen(s);
         char *s2 = realloc(s, l + 2);
         if (s2) { s = s2; s[l] = '\n'; s[l + 1] = 0; }
-        int rc = write_atomic(path, s, e);
+        int rc = sra_write_file_atomic(path, s, e);
         free(s);
         return rc;
     }
@@ -979,7 +962,7 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
         size_t l = strlen(js);
         char *j2 = realloc(js, l + 2);
         if (j2) { js = j2; js[l] = '\n'; js[l + 1] = 0; }
-        rc = write_atomic(path, js, e);
+        rc = sra_write_file_atomic(path, js, e);
         free(js);
     }
     if (!rc && !ok)

@@ -383,3 +383,19 @@ double sra_normal(uint64_t *s) {
     double u2 = (double)(sra_splitmix64(s) >> 11) / 9007199254740992.0;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
 }
+
+int sra_write_file_atomic(const char *path, const char *text, sra_err *e) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    int bad = fputs(text, f) < 0;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) {
+        int err = errno;
+        unlink(tmp);
+        return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(err));
+    }
+    return 0;
+}

@@ -97,6 +97,11 @@ int sra_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (*len bytes,
  * len may be NULL); NULL with errno set when it cannot. */
 char *sra_read_file(const char *path, size_t *len);
+/* Writes text to path atomically: into path.<pid>.tmp, flushed and
+ * fsynced, then renamed, so a reader never sees half a file (and two
+ * processes writing the same file never mix). Returns 0 or SRA_E_IO with
+ * e->msg naming the file. */
+int sra_write_file_atomic(const char *path, const char *text, sra_err *e);
 /* Writes s[0..n) as a JSON string literal (UTF-8 passed through). */
 void sra_json_put_string(FILE *f, const char *s, size_t n);
 

@@ -11,42 +11,15 @@ Prints "ok - NAME" / "not ok - NAME" lines.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("SRA_BUILD", os.path.join(ROOT, "build"))
-SHARED = os.environ.get("SRA_SHARED", os.path.join(ROOT, "..", "shared"))
-MODEL = os.path.join(SHARED, "models", "tinystories-656k")
-if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
-    if os.environ.get("CI") == "true":
-        print("not ok - missing %s" % MODEL)
-        sys.exit(1)
-    print("skip - test_distill_ref: missing %s (set SRA_SHARED)" % MODEL)
-    sys.exit(0)
-sys.path.insert(0, os.path.join(SHARED, "tools"))
-os.environ["HDF5_PLUGIN_PATH"] = os.path.join(BUILD, "plugins")
-import h5py  # noqa: E402
+from refkit import BUILD, MODEL, SHARED, check, finish, need_model, run  # noqa: E402
+
+need_model("test_distill_ref")
+import h5py  # noqa: E402  (after refkit: HDF5_PLUGIN_PATH)
 import sra_ref  # noqa: E402
-
-FAILS = 0
-
-
-def check(name, ok, detail=""):
-    global FAILS
-    print("%s - %s%s" % ("ok" if ok else "not ok", name, (": " + detail) if detail else ""))
-    FAILS += not ok
-
-
-def run(args, stdin=None):
-    p = subprocess.run(args, input=stdin, capture_output=True)
-    if p.returncode:
-        print("not ok - %s\n%s" % (" ".join(args), p.stderr.decode(errors="replace")))
-        sys.exit(1)
-    return p.stdout
 
 
 def docs_of(out):
@@ -64,7 +37,6 @@ def main():
     shakes = open(os.path.join(SHARED, "corpus", "tinyshakespeare.txt"), "rb").read()[:20000]
     data = os.path.join(tmp, "d.txt")
     open(data, "wb").write(shakes)
-    results = {}
     for student in ("gpt2", "llama2"):
         tokj = os.path.join(SHARED, "tokenizers", student, "tokenizer.json")
         outs = {}
@@ -101,8 +73,7 @@ def main():
               "%d spans, %d not a union" % (n_spans, union_bad))
         check("%s_word_span_com_equals_merge_of_student_atoms" % student, worst < 1e-5, "max rel %.2e" % worst)
     shutil.rmtree(tmp, ignore_errors=True)
-    print("%d failed" % FAILS)
-    sys.exit(1 if FAILS else 0)
+    finish()
 
 
 if __name__ == "__main__":

@@ -23,47 +23,18 @@ them) with the largest difference seen.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("SRA_BUILD", os.path.join(ROOT, "build"))
-SHARED = os.environ.get("SRA_SHARED", os.path.join(ROOT, "..", "shared"))
-MODEL = os.path.join(SHARED, "models", "tinystories-656k")
-GPT2 = os.path.join(SHARED, "tokenizers", "gpt2", "tokenizer.json")
+from refkit import BUILD, MODEL, SHARED, check, finish, need_model, run  # noqa: E402
 
-if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
-    if os.environ.get("CI") == "true":
-        print("not ok - missing %s" % MODEL)
-        sys.exit(1)
-    print("skip - test_extract_ref: missing %s (set SRA_SHARED)" % MODEL)
-    sys.exit(0)
-
-sys.path.insert(0, os.path.join(SHARED, "tools"))
-os.environ["HDF5_PLUGIN_PATH"] = os.path.join(BUILD, "plugins")
-import h5py  # noqa: E402  (after HDF5_PLUGIN_PATH: the zstd filter)
+need_model("test_extract_ref")
+import h5py  # noqa: E402  (after refkit: HDF5_PLUGIN_PATH)
 import llama_ref  # noqa: E402
 import sra_ref  # noqa: E402
 
-FAILS = 0
-
-
-def check(name, ok, detail=""):
-    global FAILS
-    print("%s - %s%s" % ("ok" if ok else "not ok", name, (": " + detail) if detail else ""))
-    if not ok:
-        FAILS += 1
-
-
-def run(args, stdin=None):
-    p = subprocess.run(args, input=stdin, capture_output=True)
-    if p.returncode != 0:
-        print("not ok - command failed: %s\n%s" % (" ".join(args), p.stderr.decode(errors="replace")))
-        sys.exit(1)
-    return p.stdout
+GPT2 = os.path.join(SHARED, "tokenizers", "gpt2", "tokenizer.json")
 
 
 def tokenize(tok, texts, special):
@@ -175,7 +146,7 @@ def main():
     docs = read_cache(outA)
     check("A_docs", len(docs) == len(texts) and all(d["text"] == t.encode() for d, t in zip(docs, texts)),
           "%d docs" % len(docs))
-    w_atoms = w_mass = w_com = w_lp = w_tail = w_bound = w_merge = 0.0
+    w_mass = w_com = w_lp = w_tail = w_merge = 0.0
     id_bad = 0
     bound_bad = atoms_bad = 0
     for d, t, tk, st, r in zip(docs, texts, toks, stud, fwd):
@@ -298,8 +269,7 @@ def main():
     check("C_piece_values_uniform_mass", w_piece < 1e-5 and pid_bad == 0 and w_plp < 8e-3,
           "max rel %.2e, %d ids differ, log-prob %.2e" % (w_piece, pid_bad, w_plp))
     shutil.rmtree(tmp, ignore_errors=True)
-    print("%d failed" % FAILS)
-    sys.exit(1 if FAILS else 0)
+    finish()
 
 
 if __name__ == "__main__":

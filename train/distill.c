@@ -72,6 +72,13 @@ void dst_free(dst_ctx *x) {
     free(x);
 }
 
+/* The student's mass of batch row r (method.md §3: its own rule, floored
+ * at 1e-6, a constant for the losses). */
+static float student_mass(const dst_config *c, const model *m, size_t r) {
+    float mi = c->student_uniform ? 1.0f : m->mass[r];
+    return mi < SPAN_MASS_FLOOR ? (float)SPAN_MASS_FLOOR : mi;
+}
+
 /* Spans of document d against the kept student tokens of s, and the
  * teacher side of each span (composition law, salience). */
 static int make_spans(dst_ctx *x, const ldr_doc *d, seqinfo *s, int dS) {
@@ -290,8 +297,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
                 float *cs = s->cS + (size_t)gi * dS;
                 for (int j = 0; j < dS; j++) cs[j] = 0;
                 for (int i = g->tok_first; i <= g->tok_last; i++) {
-                    float mi = c->student_uniform ? 1.0f : m->mass[(size_t)b * Tm + i];
-                    if (mi < SPAN_MASS_FLOOR) mi = (float)SPAN_MASS_FLOOR;
+                    float mi = student_mass(c, m, (size_t)b * Tm + i);
                     Ms += mi;
                     for (int j = 0; j < dS; j++) cs[j] += mi * hf[(size_t)i * dS + j];
                 }
@@ -308,9 +314,7 @@ int dst_step(dst_ctx *x, model *m, const ldr_doc *docs, int B, int T, const floa
             for (int gi = 0; gi < s->G; gi++) {
                 const span_group *g = &s->g[gi];
                 for (int i = g->tok_first; i <= g->tok_last; i++) {
-                    float mi = c->student_uniform ? 1.0f : m->mass[(size_t)b * Tm + i];
-                    if (mi < SPAN_MASS_FLOOR) mi = (float)SPAN_MASS_FLOOR;
-                    float f = mi / s->Ms[gi];
+                    float f = student_mass(c, m, (size_t)b * Tm + i) / s->Ms[gi];
                     for (int j = 0; j < dS; j++) dhf[(size_t)i * dS + j] += f * s->dcS[(size_t)gi * dS + j];
                 }
             }

@@ -148,14 +148,6 @@ static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_wi
     return 0;
 }
 
-static int write_file(const char *path, const char *text, sra_err *e) {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
-        return sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno));
-    return 0;
-}
 
 /* Evaluates and writes the metrics line of step (and a summary line when
  * say). Returns 0 or -1 when out of memory. */
@@ -403,7 +395,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     rep->params = (int64_t)m.n_params;
 
     snprintf(path, sizeof path, "%s/train_config.json", c->out);
-    if ((rc = write_file(path, cfg_json, e))) goto out;
+    if ((rc = sra_write_file_atomic(path, cfg_json, e))) goto out;
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     if (step == 0) unlink(path);
     else if ((rc = trim_metrics(path, step, e))) goto out;
@@ -462,15 +454,10 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             }
             adamw_update(P, dP, Pm, Pv, np, &ac, lr, step + 1, 1);
         } else {
-            /* counted tokens of the whole step first: every micro-batch's
-             * dlogits are scaled by 1 / (all of them) */
-            uint64_t rng0 = rng;
-            int64_t count = 0;
-            for (int a = 0; a < c->accum; a++) {
-                lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
-                count += model_count_targets(tg, (size_t)c->batch * c->seq);
-            }
-            rng = rng0;
+            /* every window target counts (lmd_batch never masks one), so
+             * each micro-batch's dlogits are scaled by 1 / (all tokens of
+             * the step) */
+            int64_t count = (int64_t)c->batch * c->seq * c->accum;
             for (int a = 0; a < c->accum; a++) {
                 lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
                 float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
@@ -527,7 +514,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             if (ckpt_save(dir, &m, am, av, ex, distill ? 3 : 0, st, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
             snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
             snprintf(st, sizeof st, "step-%08lld\n", (long long)step);
-            if ((rc = write_file(path, st, e))) goto out;
+            if ((rc = sra_write_file_atomic(path, st, e))) goto out;
         }
     }
     rep->steps_done = step;
