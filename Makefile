@@ -39,11 +39,30 @@ PLUGIN     := $(BUILD)/plugins/libh5zstd.so
 
 all: check-deps $(LIB) $(PROGS) $(PLUGIN) $(TEST_BINS) $(BENCH_BINS)
 
+# Data-parallel training over OpenMPI (`make MPI=1`; Debian openmpi-bin +
+# libopenmpi-dev): adds $(BUILD)/sra-train-mpi, the same sra-train with
+# train/dist.c compiled against MPI (its object goes before libsra.a, so
+# the library's one-process dist.o is not linked). Everything else, and
+# the default build, stays MPI-free. Run: mpirun -np N build/sra-train-mpi
+MPICC   ?= mpicc
+MPI_BIN := $(BUILD)/sra-train-mpi
+ifeq ($(MPI),1)
+all: $(MPI_BIN)
+endif
+
+$(BUILD)/obj-mpi/dist.o: train/dist.c train/dist.h format/util.h
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -DSRA_MPI -c $< -o $@
+
+$(MPI_BIN): tools/sra-train.c $(BUILD)/obj-mpi/dist.o $(LIB)
+	$(MPICC) $(ALL_CFLAGS) $< $(BUILD)/obj-mpi/dist.o $(LIB) $(LDLIBS) -o $@
+
 help:
 	@echo "make            build libsra.a, the programs and the HDF5 zstd plugin into $(BUILD)/"
 	@echo "make deps       install the Debian packages sra needs (root), or print the apt-get line"
 	@echo "make demo       the main job on an embedded default (installs packages first)"
 	@echo "make test       the whole test suite (installs packages first); ends 'N passed, N failed'"
+	@echo "make MPI=1      also build/sra-train-mpi, data-parallel training over OpenMPI (mpirun)"
 	@echo "make asan       the test suite under -fsanitize=address,undefined (in build-asan/)"
 	@echo "make bench      benchmarks; ratios against peers measured in the same run"
 	@echo "make fuzz       libFuzzer targets for tokenizer.json loading and encoding (FUZZ_SECONDS each)"
@@ -88,8 +107,10 @@ define deps_then_build
 	@$(MAKE) --no-print-directory all
 endef
 
+# The suite also builds sra-train-mpi (tests/cli_mpi.sh) when mpicc is there.
 test:
-	$(deps_then_build)
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory all $(if $(shell command -v $(MPICC)),MPI=1)
 	@tests/run.sh $(BUILD)
 
 asan:

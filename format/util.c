@@ -35,6 +35,7 @@ const char *sra_err_name(int code) {
     case SRA_E_ARG: return "argument";
     case SRA_E_NOMEM: return "out of memory";
     case SRA_E_MISSING: return "missing";
+    case SRA_E_STOPPED: return "stopped";
     default: return "unknown";
     }
 }

@@ -32,6 +32,7 @@ enum {
     SRA_E_ARG = -6,      /* caller passed something invalid */
     SRA_E_NOMEM = -7,
     SRA_E_MISSING = -8,  /* a required dataset/attribute/key is absent */
+    SRA_E_STOPPED = -9,  /* asked to stop (a signal); partial output removed */
 };
 
 typedef struct {

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 BUILD_PKGS="libhdf5-dev libzstd-dev libopenblas-dev libutf8proc-dev libcjson-dev libonig-dev pkg-config"
-TEST_PKGS="python3-h5py python3-numpy python3-regex python3-torch hdf5-tools gnuplot-nox"
+TEST_PKGS="python3-h5py python3-numpy python3-regex python3-torch hdf5-tools gnuplot-nox slurm-wlm munge openmpi-bin libopenmpi-dev"
 
 missing() {
     local out=""

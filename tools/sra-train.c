@@ -12,10 +12,14 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "dist.h"
 #include "layers.h"
 #include "trainer.h"
 #include "util.h"
@@ -25,6 +29,28 @@ typedef struct { const char *flag; kind k; void *p; const char *help; } opt;
 
 #define MAXF 64
 static const char *g_data[MAXF], *g_eval[MAXF];
+
+/* SIGTERM / SIGINT: the first asks the trainer to stop after the current
+ * step with a checkpoint (trainer.h, Stop); one more, two seconds or
+ * later, ends the process at once (sooner ones are the same request
+ * delivered twice, e.g. by SLURM to the process and by mpirun, which
+ * forwards it). Only async-signal-safe calls here. */
+static volatile sig_atomic_t g_stop;
+static struct timespec g_stop_t;
+static int g_clean; /* the run stopped at a step boundary on every rank */
+
+static void on_signal(int sig) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!g_stop) g_stop_t = now;
+    else if (now.tv_sec - g_stop_t.tv_sec >= 2) {
+        static const char msg[] = "sra-train: second signal: exiting now without a checkpoint\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
+    g_stop = sig;
+}
 
 static void usage(FILE *f, const opt *o, int n) {
     fprintf(f, "usage: sra-train --tokenizer PATH --data FILE [--data FILE ...] --out DIR [options]\n"
@@ -91,7 +117,7 @@ static int set_opt(const opt *o, const char *s, const cJSON *j, int *n_list) {
     return -1;
 }
 
-int main(int argc, char **argv) {
+static int train_main(int argc, char **argv) {
     trn_config c;
     trn_config_default(&c);
     c.progress = stderr;
@@ -207,14 +233,55 @@ int main(int argc, char **argv) {
         cJSON_Delete(cfg);
         return 2;
     }
+    const int R = dist_rank(), W = dist_world();
+    if (threads <= 0 && W > 1) {
+        /* ranks x BLAS threads must not exceed the cores: the ranks of one
+         * node share its cores (OpenMPI tells how many ranks are local) */
+        const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        long cores = sysconf(_SC_NPROCESSORS_ONLN), local = ls ? atol(ls) : W;
+        threads = local > 0 && cores / local > 1 ? (int)(cores / local) : 1;
+    }
     if (threads > 0) layers_set_threads(threads);
+    if (R != 0) c.progress = NULL; /* rank 0 speaks for the job */
+    else if (c.progress && W > 1)
+        fprintf(c.progress, "sra-train: rank 0 of %d, %d compute thread%s per rank\n", W, threads, threads == 1 ? "" : "s");
+    c.stop = &g_stop;
     trn_report rep;
     sra_err e = {0};
     int rc = trn_run(&c, &rep, &e);
-    if (rc) fprintf(stderr, "sra-train: %s\n", e.msg[0] ? e.msg : "failed");
-    else if (c.progress)
+    cJSON_Delete(cfg);
+    if (rc == SRA_E_STOPPED && rep.clean_stop) {
+        g_clean = 1;
+        if (R == 0) fprintf(stderr, "sra-train: %s\n", e.msg);
+        return 128 + (g_stop ? g_stop : SIGTERM);
+    }
+    if (rc) {
+        if (W > 1) fprintf(stderr, "sra-train: rank %d of %d: %s\n", R, W, e.msg[0] ? e.msg : "failed");
+        else fprintf(stderr, "sra-train: %s\n", e.msg[0] ? e.msg : "failed");
+        return rc == SRA_E_STOPPED ? 128 + (g_stop ? g_stop : SIGTERM) : 1;
+    }
+    if (c.progress)
         fprintf(c.progress, "sra-train: done: %lld steps, loss %.4f -> %.4f, held-out %.4f bits/byte; the student: %s/final\n",
                 (long long)rep.steps_done, rep.first_loss, rep.last_loss, rep.eval_bpb, c.out);
-    cJSON_Delete(cfg);
-    return rc ? 1 : 0;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    char err[256];
+    if (dist_init(&argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "sra-train: %s\n", err);
+        return 1;
+    }
+    int rc = train_main(argc, argv);
+    /* a failed rank ends the job: the others may wait in a collective
+     * that it will never join */
+    if (rc && rc != 2 && dist_world() > 1 && !g_clean) dist_abort(rc);
+    dist_finalize();
+    return rc;
 }

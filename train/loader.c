@@ -15,9 +15,11 @@
 
 typedef struct { int shard; int64_t first, end; } chunk;
 
-/* One chunk's documents, deep copies in growable arrays. */
+/* One chunk's documents, deep copies in growable arrays: those of this
+ * rank's part (all of them when the loader is not split). */
 typedef struct {
-    int64_t n;                          /* documents */
+    int64_t n_total;                    /* documents in the chunk */
+    int64_t n;                          /* documents decoded (this rank's) */
     int64_t *doc_text, *doc_atom;       /* (n+1) offsets */
     int64_t *record, *loss_start;       /* (n) */
     char *text; size_t cap_text;
@@ -39,7 +41,17 @@ struct ldr {
     tok_tokenizer *tt;
     uint64_t seed;
     int64_t epoch, ci, di;      /* position: chunk order[ci], document di in it */
+    int64_t bi;                 /* next decoded document of buf[cur] */
+    /* part (ldr_set_part): document g of the stream belongs to this rank
+     * when (g / block) % world == rank; g counts from the last seek */
+    int rank, world;
+    int64_t block, g, g_chunk;  /* g_chunk: g of the current chunk's first document */
     chunkbuf buf[2];
+    /* documents handed out since ldr_recycle: each a copy in its own block,
+     * because the chunk buffer it came from is refilled by the prefetch
+     * as soon as the stream moves on to the next chunk */
+    struct { void *mem; size_t cap; } *out;
+    int n_out, cap_out;
     int cur;                    /* buf[cur] is being consumed */
     /* prefetch */
     pthread_t th;
@@ -48,7 +60,7 @@ struct ldr {
     pthread_cond_t cv;
     int job;                    /* -1 none; else chunk index to fill into buf[!cur] */
     int job_done, quit;
-    int64_t job_epoch, job_ci;
+    int64_t job_epoch, job_ci, job_g0;
     double wait_s;
 };
 
@@ -58,11 +70,20 @@ static void buf_free(chunkbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Decodes chunk c into b. */
-static int fill(ldr *l, chunkbuf *b, const chunk *c) {
+/* 1 when document g of the stream is this rank's. */
+static int mine(const ldr *l, int64_t g) {
+    int64_t p = (int64_t)l->world * l->block, q = ((g % p) + p) % p;
+    return q / l->block == l->rank;
+}
+
+/* Decodes this rank's documents of chunk c, whose first document is g0 of
+ * the stream, into b: each contiguous run of them is read on its own, so
+ * ranks read disjoint documents. */
+static int fill(ldr *l, chunkbuf *b, const chunk *c, int64_t g0) {
     cache_reader *r = l->r[c->shard];
     int64_t n = c->end - c->first;
     b->n = 0;
+    b->n_total = n;
     b->failed = 0;
     if ((size_t)n + 1 > b->cap_docs) {
         size_t cap = (size_t)n + 1;
@@ -76,7 +97,12 @@ static int fill(ldr *l, chunkbuf *b, const chunk *c) {
         b->cap_docs = cap;
     }
     b->doc_text[0] = b->doc_atom[0] = 0;
-    if (cache_iter_begin(r, c->first, c->end, 1)) goto bad;
+    for (int64_t j0 = 0; j0 < n;) {
+    if (!mine(l, g0 + j0)) { j0++; continue; }
+    int64_t j1 = j0 + 1;
+    while (j1 < n && mine(l, g0 + j1)) j1++;
+    if (cache_iter_begin(r, c->first + j0, c->first + j1, 1)) goto bad;
+    j0 = j1;
     cache_doc d;
     int rc;
     while ((rc = cache_iter_next(r, &d)) == 1) {
@@ -124,6 +150,7 @@ static int fill(ldr *l, chunkbuf *b, const chunk *c) {
     }
     cache_iter_end(r);
     if (rc < 0) goto bad;
+    }
     return 0;
 oom_iter:
     cache_iter_end(r);
@@ -168,11 +195,11 @@ static void *prefetch_main(void *arg) {
     for (;;) {
         while (l->job < 0 && !l->quit) pthread_cond_wait(&l->cv, &l->mu);
         if (l->quit) break;
-        int64_t ep = l->job_epoch, ci = l->job_ci;
+        int64_t ep = l->job_epoch, ci = l->job_ci, g0 = l->job_g0;
         chunkbuf *b = &l->buf[l->job];
         pthread_mutex_unlock(&l->mu);
         chunk c = chunk_at(l, ep, ci);
-        fill(l, b, &c);
+        fill(l, b, &c, g0);
         pthread_mutex_lock(&l->mu);
         l->job = -1;
         l->job_done = 1;
@@ -193,6 +220,7 @@ static void start_prefetch(ldr *l) {
     pthread_mutex_lock(&l->mu);
     l->job_epoch = ep;
     l->job_ci = ci;
+    l->job_g0 = l->g_chunk + l->buf[l->cur].n_total;
     l->job_done = 0;
     l->job = !l->cur;
     pthread_cond_broadcast(&l->cv);
@@ -229,6 +257,9 @@ int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err
     if (!l) { cJSON_Delete(man); snprintf(err, errlen, "out of memory"); return -1; }
     l->seed = seed;
     l->job = -1;
+    l->rank = 0;
+    l->world = 1;
+    l->block = 1;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->n_shards = cJSON_GetArraySize(shards);
@@ -334,6 +365,8 @@ void ldr_close(ldr *l) {
     free(l->order);
     buf_free(&l->buf[0]);
     buf_free(&l->buf[1]);
+    for (int i = 0; i < l->cap_out; i++) free(l->out[i].mem);
+    free(l->out);
     tok_free(l->tt);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
@@ -362,41 +395,112 @@ int ldr_seek(ldr *l, const int64_t pos[3], char *err, size_t errlen) {
     l->ci = pos[1];
     make_order(l, l->epoch);
     chunk c = l->chunks[l->order[l->ci]];
-    if (fill(l, &l->buf[l->cur], &c)) { snprintf(err, errlen, "%s", l->buf[l->cur].err); return -1; }
-    if (pos[2] > l->buf[l->cur].n) { snprintf(err, errlen, "loader position: document %lld past its chunk", (long long)pos[2]); return -1; }
+    if (pos[2] > c.end - c.first) {
+        snprintf(err, errlen, "loader position: document %lld past its chunk", (long long)pos[2]);
+        return -1;
+    }
+    /* the part's phase starts at the sought document */
+    l->g = 0;
+    l->g_chunk = -pos[2];
+    if (fill(l, &l->buf[l->cur], &c, l->g_chunk)) { snprintf(err, errlen, "%s", l->buf[l->cur].err); return -1; }
     l->di = pos[2];
+    l->bi = 0;
+    for (int64_t j = 0; j < pos[2]; j++) l->bi += mine(l, l->g_chunk + j);
+    start_prefetch(l);
+    return 0;
+}
+
+int ldr_set_part(ldr *l, int rank, int world, int64_t block, char *err, size_t errlen) {
+    if (world < 1 || rank < 0 || rank >= world || block < 1) {
+        snprintf(err, errlen, "loader part %d of %d, block %lld: need 0 <= rank < world and block >= 1", rank, world,
+                 (long long)block);
+        return -1;
+    }
+    int64_t pos[3];
+    ldr_tell(l, pos);
+    wait_job(l);
+    l->rank = rank;
+    l->world = world;
+    l->block = block;
+    return ldr_seek(l, pos, err, errlen);
+}
+
+/* Moves to the next chunk (the prefetched one). */
+static int next_chunk(ldr *l, char *err, size_t errlen) {
+    double t0 = sra_now();
+    wait_job(l);
+    l->wait_s += sra_now() - t0;
+    l->g_chunk += l->buf[l->cur].n_total;
+    next_pos(l, &l->epoch, &l->ci);
+    if (l->ci == 0) make_order(l, l->epoch);
+    l->cur = !l->cur;
+    l->di = 0;
+    l->bi = 0;
+    if (l->buf[l->cur].failed) { snprintf(err, errlen, "%s", l->buf[l->cur].err); return -1; }
     start_prefetch(l);
     return 0;
 }
 
 int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen) {
-    chunkbuf *b = &l->buf[l->cur];
-    while (l->di >= b->n) {
-        /* this chunk is used up: take the prefetched one */
-        double t0 = sra_now();
-        wait_job(l);
-        l->wait_s += sra_now() - t0;
-        next_pos(l, &l->epoch, &l->ci);
-        if (l->ci == 0) make_order(l, l->epoch);
-        l->cur = !l->cur;
-        b = &l->buf[l->cur];
-        l->di = 0;
-        if (b->failed) { snprintf(err, errlen, "%s", b->err); return -1; }
-        start_prefetch(l);
+    for (;;) {
+        while (l->di >= l->buf[l->cur].n_total)
+            if (next_chunk(l, err, errlen)) return -1;
+        int take = mine(l, l->g);
+        l->di++;
+        l->g++;
+        if (take) break;
     }
-    int64_t i = l->di++, a0 = b->doc_atom[i];
+    chunkbuf *b = &l->buf[l->cur];
+    int64_t i = l->bi++, a0 = b->doc_atom[i], A = b->doc_atom[i + 1] - a0, len = b->doc_text[i + 1] - b->doc_text[i];
+    /* the copy: (A) start, end, mass, tail; (A, d) com; (A, k) ids, lp; text */
+    size_t need = (size_t)A * (16 + 4 * (size_t)l->d + 8 * (size_t)l->k) + (size_t)len + 1;
+    if (l->n_out == l->cap_out) {
+        int cap = l->cap_out ? 2 * l->cap_out : 16;
+        void *o = realloc(l->out, (size_t)cap * sizeof *l->out);
+        if (!o) { snprintf(err, errlen, "out of memory"); return -1; }
+        l->out = o;
+        memset(l->out + l->cap_out, 0, (size_t)(cap - l->cap_out) * sizeof *l->out);
+        l->cap_out = cap;
+    }
+    if (l->out[l->n_out].cap < need) {
+        void *m = realloc(l->out[l->n_out].mem, need);
+        if (!m) { snprintf(err, errlen, "out of memory"); return -1; }
+        l->out[l->n_out].mem = m;
+        l->out[l->n_out].cap = need;
+    }
+    char *p = l->out[l->n_out++].mem;
+    size_t nA = (size_t)A * 4, nd = nA * (size_t)l->d, nk = nA * (size_t)l->k;
+    int32_t *st = memcpy(p, b->start + a0, nA), *en = memcpy(p + nA, b->end + a0, nA);
+    float *ma = memcpy(p + 2 * nA, b->mass + a0, nA), *ta = memcpy(p + 3 * nA, b->tail + a0, nA);
+    float *co = memcpy(p + 4 * nA, b->com + a0 * l->d, nd);
+    int32_t *ids = memcpy(p + 4 * nA + nd, b->ids + a0 * l->k, nk);
+    float *lp = memcpy(p + 4 * nA + nd + nk, b->lp + a0 * l->k, nk);
+    char *tx = memcpy(p + 4 * nA + nd + 2 * nk, b->text + b->doc_text[i], (size_t)len);
     d->record = b->record[i];
-    d->text = b->text + b->doc_text[i];
-    d->len = b->doc_text[i + 1] - b->doc_text[i];
+    d->text = tx;
+    d->len = len;
     d->loss_start = b->loss_start[i];
-    d->A = b->doc_atom[i + 1] - a0;
+    d->A = A;
     d->k = l->k;
-    d->start = b->start + a0;
-    d->end = b->end + a0;
-    d->mass = b->mass + a0;
-    d->com = b->com + a0 * l->d;
-    d->topk_ids = b->ids + a0 * l->k;
-    d->topk_lp = b->lp + a0 * l->k;
-    d->tail = b->tail + a0;
+    d->start = st;
+    d->end = en;
+    d->mass = ma;
+    d->com = co;
+    d->topk_ids = ids;
+    d->topk_lp = lp;
+    d->tail = ta;
+    return 0;
+}
+
+void ldr_recycle(ldr *l) { l->n_out = 0; }
+
+int ldr_end_step(ldr *l, char *err, size_t errlen) {
+    int64_t p = (int64_t)l->world * l->block;
+    while (((l->g % p) + p) % p != 0) {
+        while (l->di >= l->buf[l->cur].n_total)
+            if (next_chunk(l, err, errlen)) return -1;
+        l->di++;
+        l->g++;
+    }
     return 0;
 }

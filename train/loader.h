@@ -21,8 +21,10 @@
  * consumes the current one; ldr_wait_seconds tells how long the caller
  * waited for it.
  *
- * Documents handed out are deep copies valid until the next ldr_next.
- * CoMs are converted to float32 for the chosen layer slot (see
+ * Documents handed out are copies that stay valid until ldr_recycle (the
+ * caller's end of a batch): the chunk buffers they come from are refilled
+ * by the prefetch thread as soon as the stream moves to the next chunk,
+ * which can happen in the middle of a batch. CoMs are converted to float32 for the chosen layer slot (see
  * ldr_open). Threads: one consumer thread.
  */
 #ifndef SRA_LOADER_H
@@ -65,6 +67,20 @@ int ldr_seek(ldr *l, const int64_t pos[3], char *err, size_t errlen);
 /* The next document (wrapping into the next epoch). Returns 0 or -1 with
  * err (a damaged shard, named). */
 int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen);
+
+/* Data parallelism (trainer.h): the stream of documents is cut into blocks
+ * of `block` consecutive documents, dealt to the ranks in turn; this
+ * loader hands out (and decodes) only rank's blocks, skipping the others'
+ * without reading them. Counting starts at the current position. With
+ * world = 1 nothing changes. ldr_end_step skips to the start of the next
+ * round of blocks (after the other ranks' blocks of this step), so that
+ * ldr_tell then names the same position on every rank: the position of a
+ * single process that read every block. Both return 0 or -1 with err. */
+int ldr_set_part(ldr *l, int rank, int world, int64_t block, char *err, size_t errlen);
+int ldr_end_step(ldr *l, char *err, size_t errlen);
 double ldr_wait_seconds(const ldr *l);
+/* The caller is done with every document handed out so far (their memory
+ * is reused by the next ldr_next). */
+void ldr_recycle(ldr *l);
 
 #endif /* SRA_LOADER_H */

@@ -14,6 +14,7 @@
 
 #include "adamw.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "distill.h"
 #include "loader.h"
 #include "vocab.h"
@@ -120,9 +121,12 @@ static int resumable_key(const char *k) {
            !strcmp(k, "eval_max_windows");
 }
 
-/* Evaluation over the held-out stream: mean NLL per token and bits/byte. */
+/* Evaluation over the held-out stream: mean NLL per token and bits/byte.
+ * With several ranks, rank r takes the batches of windows b with
+ * b % world == r and the sums are added over ranks. Returns 0, -1 out of
+ * memory, -2 with err (a collective failed). */
 static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_windows, double *loss, double *bpb,
-                    int64_t *tokens, int64_t *bytes) {
+                    int64_t *tokens, int64_t *bytes, const volatile sig_atomic_t *stop, char *err, size_t errlen) {
     size_t W = lmd_eval_windows(ev, T);
     if (max_windows > 0 && (size_t)max_windows < W) W = (size_t)max_windows;
     int32_t *ids = malloc((size_t)B * T * sizeof *ids), *tg = malloc((size_t)B * T * sizeof *tg);
@@ -131,6 +135,7 @@ static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_wi
     double nll = 0;
     int64_t nt = 0, nb = 0;
     for (size_t w0 = 0; w0 < W; w0 += (size_t)B) {
+        if ((int)((w0 / (size_t)B) % (size_t)dist_world()) != dist_rank()) continue;
         int nb_rows = W - w0 < (size_t)B ? (int)(W - w0) : B;
         for (int r = 0; r < nb_rows; r++) {
             lmd_eval_window(ev, w0 + r, T, ids + (size_t)r * T, tg + (size_t)r * T, tb + (size_t)r * T);
@@ -141,6 +146,11 @@ static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_wi
         nt += m->loss_count;
     }
     free(ids); free(tg); free(tb);
+    double sums[3] = {nll, (double)nt, (double)nb};
+    if (dist_sum_f64(sums, 3, "evaluation sums", stop, NULL, err, errlen)) return -2;
+    nll = sums[0];
+    nt = (int64_t)sums[1];
+    nb = (int64_t)sums[2];
     *loss = nt ? nll / (double)nt : NAN;
     *bpb = nb ? nll / log(2.0) / (double)nb : NAN;
     *tokens = nt;
@@ -149,16 +159,21 @@ static int evaluate(model *m, const lmd_stream *ev, int B, int T, int64_t max_wi
 }
 
 
-/* Evaluates and writes the metrics line of step (and a summary line when
- * say). Returns 0 or -1 when out of memory. */
+/* Evaluates and writes the metrics line of step (mf NULL: a rank other
+ * than 0 writes nothing) and a summary line when say. Returns 0 or an
+ * error code with e set. */
 static int eval_log(model *m, const lmd_stream *ev, const trn_config *c, int64_t step, FILE *mf, trn_report *rep,
-                    int say) {
+                    int say, sra_err *e) {
     double el, bpb;
     int64_t et, eb;
-    if (evaluate(m, ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb)) return -1;
+    char err[600];
+    int rc = evaluate(m, ev, c->batch, c->seq, c->eval_max_windows, &el, &bpb, &et, &eb, c->stop, err, sizeof err);
+    if (rc == -1) return sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+    if (rc) return sra_err_set(e, SRA_E_IO, "%s", err);
     rep->eval_loss = el;
     rep->eval_bpb = bpb;
-    fprintf(mf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, \"eval_tokens\": %lld, "
+    if (mf)
+        fprintf(mf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f, \"eval_bpb\": %.6f, \"eval_tokens\": %lld, "
                 "\"eval_bytes\": %lld}\n", (long long)step, el, exp(el), bpb, (long long)et, (long long)eb);
     if (say && c->progress)
         fprintf(c->progress, "sra-train: step %lld: held-out loss %.4f, ppl %.2f, %.4f bits/byte\n", (long long)step,
@@ -187,8 +202,26 @@ static int trim_metrics(const char *path, int64_t upto, sra_err *e) {
     return 0;
 }
 
+/* A collective failed (a peer died, a signal): the message says where to
+ * resume from. */
+static int stopped_in(sra_err *e, const char *why, const char *out, int64_t saved) {
+    if (saved < 0) return sra_err_set(e, SRA_E_STOPPED, "%s; no checkpoint was written: start again", why);
+    return sra_err_set(e, SRA_E_STOPPED, "%s; the newest checkpoint is %s/ckpt/step-%08lld: run the same command "
+                       "with --resume to continue from it", why, out, (long long)saved);
+}
+
+/* A cheap fingerprint of float arrays (the ranks' weights must stay
+ * identical: checked at every checkpoint). */
+static uint64_t fingerprint(uint64_t h, const float *x, size_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    for (size_t i = 0; i < n; i++) h = (h ^ u[i]) * 0x100000001B3ull;
+    return h;
+}
+
 int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     memset(rep, 0, sizeof *rep);
+    /* data parallelism (dist.h): rank R of W; rank 0 writes every file */
+    const int R = dist_rank(), W = dist_world(), lead = R == 0;
     rep->eval_loss = rep->eval_bpb = NAN;
     if (!c->tokenizer || (!c->n_data && !c->cache) || !c->out)
         return sra_err_set(e, SRA_E_ARG, "need --tokenizer, --data (or --cache) and --out");
@@ -223,7 +256,8 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     }
     data_opts o = {.text_field = c->text_field, .max_bytes = (size_t)c->max_bytes};
     if (distill) {
-        if (ldr_open(&ld, c->cache, c->cache_layer, c->seed, err, sizeof err)) {
+        if (ldr_open(&ld, c->cache, c->cache_layer, c->seed, err, sizeof err) ||
+            ldr_set_part(ld, R, W, (int64_t)c->batch * c->accum, err, sizeof err)) {
             rc = sra_err_set(e, SRA_E_ARG, "%s", err);
             goto out;
         }
@@ -260,12 +294,12 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         rc = sra_err_set(e, SRA_E_ARG, "%s", err);
         goto out;
     }
-    if (mkdir(c->out, 0777) && errno != EEXIST) {
+    if (lead && mkdir(c->out, 0777) && errno != EEXIST) {
         rc = sra_err_set(e, SRA_E_IO, "%s: cannot create: %s", c->out, strerror(errno));
         goto out;
     }
     snprintf(path, sizeof path, "%s/ckpt", c->out);
-    if (mkdir(path, 0777) && errno != EEXIST) {
+    if (lead && mkdir(path, 0777) && errno != EEXIST) {
         rc = sra_err_set(e, SRA_E_IO, "%s: cannot create: %s", path, strerror(errno));
         goto out;
     }
@@ -290,8 +324,18 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         const cJSON *have = st ? cJSON_GetObjectItemCaseSensitive(st, "config") : NULL;
         const cJSON *js = st ? cJSON_GetObjectItemCaseSensitive(st, "step") : NULL;
         const cJSON *jr = st ? cJSON_GetObjectItemCaseSensitive(st, "rng") : NULL;
+        const cJSON *jw = st ? cJSON_GetObjectItemCaseSensitive(st, "world") : NULL;
+        int was = cJSON_IsNumber(jw) ? jw->valueint : 1;
         if (!have || !cJSON_IsNumber(js) || !cJSON_IsString(jr)) {
             rc = sra_err_set(e, SRA_E_FORMAT, "%s/state.json: missing config, step or rng", latest);
+        } else if (was != W) {
+            /* the data order would survive (loader.h), but the global batch
+             * (batch x accum x ranks) and so the schedule would not */
+            rc = sra_err_set(e, SRA_E_ARG,
+                             "--resume: the checkpoint %s was written by %d rank%s and this run has %d: the global "
+                             "batch (batch x accum x ranks) would change; resume with %d rank%s (mpirun -np %d), "
+                             "or train into a new --out",
+                             latest, was, was == 1 ? "" : "s", W, was, was == 1 ? "" : "s", was);
         } else {
             for (const cJSON *w = want->child; w && !rc; w = w->next) {
                 const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
@@ -394,12 +438,17 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     if (!am || !av || !ids || !tg) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
     rep->params = (int64_t)m.n_params;
 
-    snprintf(path, sizeof path, "%s/train_config.json", c->out);
-    if ((rc = sra_write_file_atomic(path, cfg_json, e))) goto out;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
-    if (step == 0) unlink(path);
-    else if ((rc = trim_metrics(path, step, e))) goto out;
-    if (!(mf = fopen(path, "a"))) { rc = sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno)); goto out; }
+    if (lead) {
+        snprintf(path, sizeof path, "%s/train_config.json", c->out);
+        if ((rc = sra_write_file_atomic(path, cfg_json, e))) goto out;
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+        if (step == 0) unlink(path);
+        else if ((rc = trim_metrics(path, step, e))) goto out;
+        if (!(mf = fopen(path, "a"))) { rc = sra_err_set(e, SRA_E_IO, "%s: cannot write: %s", path, strerror(errno)); goto out; }
+    }
+    if (c->progress && W > 1)
+        fprintf(c->progress, "sra-train: %d ranks, %d x %d x %d = %lld documents (or windows) per step\n", W, c->batch,
+                c->accum, W, (long long)c->batch * c->accum * W);
     if (c->progress && !distill)
         fprintf(c->progress, "sra-train: %zu parameters, %zu training tokens (%lld bad records), %zu held-out tokens, "
                 "step %lld of %lld\n", m.n_params, tr.n, (long long)tr.bad_records, ev.n, (long long)step,
@@ -412,38 +461,79 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     sra_progress prog;
     sra_progress_begin(&prog, c->progress, "steps", (double)c->steps);
     double t_start = sra_now(), tok_total = 0;
-    if (c->steps == 0 && ev.n > 1 && eval_log(&m, &ev, c, 0, mf, rep, 1)) { /* --steps 0: evaluate only */
-        rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
-        goto out;
-    }
+    if (c->steps == 0 && ev.n > 1 && (rc = eval_log(&m, &ev, c, 0, mf, rep, 1, e))) goto out; /* evaluate only */
     int64_t first = step, stop = c->steps;
     if (c->stop_after > 0 && step + c->stop_after < stop) stop = step + c->stop_after;
+    /* micro-batches of a step: accum per rank; rank R's are numbers
+     * R*accum .. R*accum+accum-1 of the accum x W that one process with
+     * --accum accum*W would run, so the step is the same (dist.h) */
+    const int MB = c->accum * W;
+    int stopped = 0;
+    int64_t saved = latest[0] ? step : -1; /* the newest checkpoint's step */
     while (step < stop) {
-        double t0 = sra_now();
+        double t0 = sra_now(), t_reduce = 0;
         model_zero_grad(&m);
         double loss = 0, gnorm;
         dst_stats sum = {0};
         float lr = adamw_lr(&ac, (float)c->min_lr, c->warmup, c->steps, step);
+        size_t np = distill ? (size_t)dT * m.c.hidden : 0;
         if (distill) {
-            memset(dP, 0, (size_t)dT * m.c.hidden * 4);
+            memset(dP, 0, np * 4);
             for (int a = 0; a < c->accum; a++) {
+                ldr_recycle(ld);
                 for (int b = 0; b < c->batch; b++)
                     if (ldr_next(ld, &docs[b], err, sizeof err)) { rc = sra_err_set(e, SRA_E_CORRUPT, "%s", err); goto out; }
                 dst_stats s1;
-                if (dst_step(dx, &m, docs, c->batch, c->seq, P, dP, (float)(1.0 / c->accum), &s1, err, sizeof err)) {
+                if (dst_step(dx, &m, docs, c->batch, c->seq, P, dP, (float)(1.0 / MB), &s1, err, sizeof err)) {
                     rc = sra_err_set(e, SRA_E_ARG, "%s", err);
                     goto out;
                 }
-                sum.loss += s1.loss / c->accum; sum.ce += s1.ce / c->accum; sum.span += s1.span / c->accum;
-                sum.geo += s1.geo / c->accum; sum.logit += s1.logit / c->accum; sum.uld += s1.uld / c->accum;
-                sum.mined += s1.mined / c->accum; sum.tokens += s1.tokens; sum.spans += s1.spans;
+                sum.loss += s1.loss / MB; sum.ce += s1.ce / MB; sum.span += s1.span / MB;
+                sum.geo += s1.geo / MB; sum.logit += s1.logit / MB; sum.uld += s1.uld / MB;
+                sum.mined += s1.mined / MB; sum.tokens += s1.tokens; sum.spans += s1.spans;
                 sum.logit_spans += s1.logit_spans; sum.logit_skipped += s1.logit_skipped;
                 sum.shared_mass_sum += s1.shared_mass_sum;
             }
+            if (ldr_end_step(ld, err, sizeof err)) { rc = sra_err_set(e, SRA_E_CORRUPT, "%s", err); goto out; }
             loss = sum.loss;
+        } else {
+            /* every window target counts (lmd_batch never masks one), so
+             * each micro-batch's dlogits are scaled by 1 / (all tokens of
+             * the step); every rank draws every micro-batch's windows (the
+             * RNG stays in step) and computes its own */
+            int64_t count = (int64_t)c->batch * c->seq * MB;
+            for (int j = 0; j < MB; j++) {
+                lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
+                if (j / c->accum != R) continue;
+                float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
+                if (l < 0) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory for activations"); goto out; }
+                model_backward(&m);
+                loss += m.loss_sum;
+            }
+            loss /= (double)count;
+        }
+        /* the ranks' sums: gradients, then the step's statistics and
+         * whether any rank was asked to stop (so all stop at this step) */
+        double st[13] = {loss, sum.ce, sum.span, sum.geo, sum.logit, sum.uld, sum.mined, (double)sum.tokens,
+                         (double)sum.spans, (double)sum.logit_spans, (double)sum.logit_skipped, sum.shared_mass_sum,
+                         c->stop && *c->stop ? 1.0 : 0.0};
+        if (W > 1) {
+            char what[80];
+            snprintf(what, sizeof what, "gradient all-reduce of step %lld", (long long)step + 1);
+            if (dist_sum_f32(m.grads, m.n_params, what, c->stop, &t_reduce, err, sizeof err) ||
+                (np && dist_sum_f32(dP, np, what, c->stop, &t_reduce, err, sizeof err)) ||
+                dist_sum_f64(st, 13, what, c->stop, &t_reduce, err, sizeof err)) {
+                rc = stopped_in(e, err, c->out, saved);
+                goto out;
+            }
+            loss = st[0]; sum.ce = st[1]; sum.span = st[2]; sum.geo = st[3]; sum.logit = st[4]; sum.uld = st[5];
+            sum.mined = st[6]; sum.tokens = (int64_t)st[7]; sum.spans = (int64_t)st[8];
+            sum.logit_spans = (int64_t)st[9]; sum.logit_skipped = (int64_t)st[10]; sum.shared_mass_sum = st[11];
+        }
+        stopped = st[12] > 0;
+        if (distill) {
             /* one global norm over the student and P */
             double ss = 0;
-            size_t np = (size_t)dT * m.c.hidden;
             for (size_t i = 0; i < m.n_params; i++) ss += (double)m.grads[i] * m.grads[i];
             for (size_t i = 0; i < np; i++) ss += (double)dP[i] * dP[i];
             gnorm = sqrt(ss);
@@ -453,68 +543,78 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
                 for (size_t i = 0; i < np; i++) dP[i] *= f;
             }
             adamw_update(P, dP, Pm, Pv, np, &ac, lr, step + 1, 1);
-        } else {
-            /* every window target counts (lmd_batch never masks one), so
-             * each micro-batch's dlogits are scaled by 1 / (all tokens of
-             * the step) */
-            int64_t count = (int64_t)c->batch * c->seq * c->accum;
-            for (int a = 0; a < c->accum; a++) {
-                lmd_batch(&tr, &rng, c->batch, c->seq, ids, tg);
-                float l = model_forward(&m, ids, tg, NULL, c->batch, c->seq, (float)(1.0 / (double)count));
-                if (l < 0) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory for activations"); goto out; }
-                model_backward(&m);
-                loss += m.loss_sum;
-            }
-            loss /= (double)count;
+        } else
             gnorm = adamw_clip(m.grads, m.n_params, c->clip);
-        }
         for (int i = 0; i < m.n_tensors; i++) {
             const model_tensor *t = &m.tensors[i];
             adamw_update(m.params + t->off, m.grads + t->off, am + t->off, av + t->off, t->n, &ac, lr, step + 1,
                          t->decay);
         }
         step++;
-        double dt = sra_now() - t0, ntok = distill ? (double)sum.tokens : (double)c->batch * c->seq * c->accum;
+        double dt = sra_now() - t0, ntok = distill ? (double)sum.tokens : (double)c->batch * c->seq * MB;
         tok_total += ntok;
+        dist_set_grace(5.0 + 3.0 * dt);
         if (step == first + 1) rep->first_loss = loss;
         rep->last_loss = loss;
-        if (distill) {
+        char par[96] = "";
+        if (W > 1) snprintf(par, sizeof par, "\"ranks\": %d, \"allreduce_s\": %.5f, ", W, t_reduce);
+        if (distill && mf) {
             fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"ce\": %.6f, \"span\": %.6f, \"geo\": %.6f, "
                         "\"logit\": %.6f, \"uld\": %.6f, \"mined\": %.6f, \"spans\": %lld, \"logit_spans\": %lld, "
-                        "\"logit_skipped\": %lld, \"shared_mass\": %.4f, \"loader_wait_s\": %.4f, \"lr\": %.6g, "
+                        "\"logit_skipped\": %lld, \"shared_mass\": %.4f, \"loader_wait_s\": %.4f, %s\"lr\": %.6g, "
                         "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"seconds\": %.3f}\n",
                     (long long)step, loss, sum.ce, sum.span, sum.geo, sum.logit, sum.uld, sum.mined,
                     (long long)sum.spans, (long long)sum.logit_spans, (long long)sum.logit_skipped,
-                    sum.logit_spans ? sum.shared_mass_sum / (double)sum.logit_spans : 0.0, ldr_wait_seconds(ld), lr,
-                    gnorm, ntok / dt, sra_now() - t_start);
-        } else
-            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
-                        "\"seconds\": %.3f}\n", (long long)step, loss, lr, gnorm, ntok / dt, sra_now() - t_start);
+                    sum.logit_spans ? sum.shared_mass_sum / (double)sum.logit_spans : 0.0, ldr_wait_seconds(ld), par,
+                    lr, gnorm, ntok / dt, sra_now() - t_start);
+        } else if (mf)
+            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, %s\"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
+                        "\"seconds\": %.3f}\n", (long long)step, loss, par, lr, gnorm, ntok / dt, sra_now() - t_start);
         if (c->progress) {
             snprintf(prog.note, sizeof prog.note, "loss %.4f, %.0f tok/s", loss, ntok / dt);
             sra_progress_update(&prog, (double)step);
         }
         int last = step == stop;
-        if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
-            eval_log(&m, &ev, c, step, mf, rep, !prog.tty)) {
-            rc = sra_err_set(e, SRA_E_NOMEM, "out of memory in evaluation");
+        if (ev.n > 1 && !stopped && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
+            (rc = eval_log(&m, &ev, c, step, mf, rep, !prog.tty, e)))
             goto out;
+        if (mf) fflush(mf);
+        if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last || stopped) {
+            /* the ranks must hold the same weights; a difference would mean
+             * a reduction that did not give every rank the same sum */
+            uint64_t fp = fingerprint(fingerprint(0xCBF29CE484222325ull, m.params, m.n_params), P, np);
+            int same = dist_same(fp, c->stop, err, sizeof err);
+            if (same < 0) { rc = stopped_in(e, err, c->out, saved); goto out; }
+            if (!same) {
+                rc = sra_err_set(e, SRA_E_CORRUPT, "rank %d of %d: after step %lld the ranks' weights differ (the MPI "
+                                 "all-reduce did not give every rank the same sum)", R, W, (long long)step);
+                goto out;
+            }
         }
-        fflush(mf);
-        if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last) {
-            char dir[4400], st[8192];
+        if (lead && ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || last || stopped)) {
+            char dir[4400], stj[8192];
             snprintf(dir, sizeof dir, "%s/ckpt/step-%08lld", c->out, (long long)step);
             int64_t lpos[3] = {0, 0, 0};
             if (ld) ldr_tell(ld, lpos);
-            snprintf(st, sizeof st, "{\"step\": %lld, \"rng\": \"%016llx\", \"loader\": [%lld, %lld, %lld], \"config\": %s}",
-                     (long long)step, (unsigned long long)rng, (long long)lpos[0], (long long)lpos[1],
-                     (long long)lpos[2], cfg_json);
+            snprintf(stj, sizeof stj, "{\"step\": %lld, \"rng\": \"%016llx\", \"loader\": [%lld, %lld, %lld], "
+                     "\"world\": %d, \"config\": %s}", (long long)step, (unsigned long long)rng, (long long)lpos[0],
+                     (long long)lpos[1], (long long)lpos[2], W, cfg_json);
             st_out ex[3] = {{"proj.weight", 2, {dT, m.c.hidden}, P}, {"m.proj.weight", 2, {dT, m.c.hidden}, Pm},
                             {"v.proj.weight", 2, {dT, m.c.hidden}, Pv}};
-            if (ckpt_save(dir, &m, am, av, ex, distill ? 3 : 0, st, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
+            if (ckpt_save(dir, &m, am, av, ex, distill ? 3 : 0, stj, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
             snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
-            snprintf(st, sizeof st, "step-%08lld\n", (long long)step);
-            if ((rc = sra_write_file_atomic(path, st, e))) goto out;
+            snprintf(stj, sizeof stj, "step-%08lld\n", (long long)step);
+            if ((rc = sra_write_file_atomic(path, stj, e))) goto out;
+            saved = step;
+        }
+        if (stopped) {
+            sra_progress_end(&prog, "(stopped by a signal)");
+            rep->steps_done = step;
+            rep->clean_stop = 1;
+            rc = sra_err_set(e, SRA_E_STOPPED, "stopped by a signal after step %lld; checkpoint %s/ckpt/step-%08lld "
+                             "written: run the same command with --resume to continue", (long long)step, c->out,
+                             (long long)step);
+            goto out;
         }
     }
     rep->steps_done = step;
@@ -527,6 +627,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     }
     /* the student as a Hugging Face folder, with its tokenizer */
     snprintf(path, sizeof path, "%s/final", c->out);
+    if (!lead) goto out;
     if (model_export_hf(&m, path, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
     {
         size_t n;

@@ -39,10 +39,35 @@
  * the training stream, lmdata.h), gradients averaged over all counted
  * tokens of the step, clipped to clip (global L2 norm; 0 = off), AdamW at
  * the scheduled learning rate (adamw.h).
+ *
+ * Data parallelism (dist.h; sra-train-mpi under mpirun): W ranks each run
+ * accum micro-batches of batch rows per step, so the global batch is
+ * batch x accum x W. Rank R's micro-batches are numbers R*accum ..
+ * R*accum+accum-1 of the accum*W that one process with --accum accum*W
+ * runs, from the same documents (loader.h: ranks read disjoint blocks of
+ * the cache's stream) or windows (every rank draws all windows, computes
+ * its own): so W ranks compute the step of one process with accum*W, up
+ * to the order of float sums. Gradients (and P's) are summed over ranks
+ * before clipping; every rank then runs the same AdamW update. Evaluation
+ * batches are dealt to the ranks and the sums added. Rank 0 alone writes
+ * train_config.json, metrics.jsonl (with "ranks" and "allreduce_s", the
+ * seconds of the step spent in the all-reduce), checkpoints and final/;
+ * the others write nothing. At each checkpoint the ranks check that their
+ * weights are identical. A checkpoint records its world size; resuming
+ * with another is refused (the global batch would change).
+ *
+ * Stop: when *stop becomes non-zero (SIGTERM from SLURM preemption,
+ * scancel or mpirun, or SIGINT), the step in progress finishes, a
+ * checkpoint is written and trn_run returns SRA_E_STOPPED saying how to
+ * resume. With several ranks the flag is summed with the step's
+ * statistics so that every rank stops after the same step. A rank whose
+ * peers died stops while waiting in a collective (dist.h) and returns
+ * SRA_E_STOPPED naming it; the newest checkpoint is the place to resume.
  */
 #ifndef SRA_TRAINER_H
 #define SRA_TRAINER_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -80,6 +105,7 @@ typedef struct {
                                               many steps of this run; the schedule still
                                               runs to `steps` (time-limited jobs) */
     FILE *progress;                        /* progress line / summaries (NULL = silent) */
+    const volatile sig_atomic_t *stop;     /* set by a signal handler (may be NULL): see Stop */
 } trn_config;
 
 void trn_config_default(trn_config *c);
@@ -93,6 +119,7 @@ typedef struct {
     double eval_loss, eval_bpb;          /* the last evaluation (NAN when none) */
     int64_t params;
     double tokens_per_s;
+    int clean_stop;                      /* SRA_E_STOPPED after a step, with a checkpoint */
 } trn_report;
 
 int trn_run(const trn_config *c, trn_report *rep, sra_err *e);
