@@ -107,10 +107,11 @@ define deps_then_build
 	@$(MAKE) --no-print-directory all
 endef
 
-# The suite also builds sra-train-mpi (tests/cli_mpi.sh) when mpicc is there.
+# The suite and the benchmarks also build sra-train-mpi (tests/cli_mpi.sh)
+# when mpicc is there.
 test:
 	@tests/deps.sh install
-	@$(MAKE) --no-print-directory all $(if $(shell command -v $(MPICC)),MPI=1)
+	@$(MAKE) --no-print-directory all $$(command -v $(MPICC) >/dev/null && echo MPI=1)
 	@tests/run.sh $(BUILD)
 
 asan:
@@ -120,7 +121,8 @@ asan:
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh build-asan
 
 bench:
-	$(deps_then_build)
+	@tests/deps.sh install
+	@$(MAKE) --no-print-directory all $$(command -v $(MPICC) >/dev/null && echo MPI=1)
 	@tests/bench.sh $(BUILD)
 
 demo:

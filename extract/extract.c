@@ -58,6 +58,9 @@ int ext_mass_parse(const char *s, ext_mass_kind *kind, int *layer) {
     return -1;
 }
 
+/* 1 once the caller's signal handler has asked us to stop (extract.h). */
+static int ext_stopping(const ext_settings *s) { return s->stop && *s->stop; }
+
 /* ============================================================ pass one */
 
 typedef struct {
@@ -77,12 +80,15 @@ static int survey(const ext_settings *s, data_survey *sv, sra_err *e) {
     int rc = data_open(&r, s->data, s->n_data, &s->data_opts);
     data_record rec;
     while (!rc) {
+        if (ext_stopping(s)) { rc = SRA_E_STOPPED; break; }
         if ((rc = data_next(r, &rec)) != 1) break;
         rc = 0;
         sv->records++;
         if (!rec.error) sv->text_bytes += (int64_t)rec.len;
     }
-    if (rc < 0) rc = sra_err_set(e, rc, "%s", r ? data_errmsg(r) : "out of memory");
+    if (rc == SRA_E_STOPPED)
+        rc = sra_err_set(e, rc, "stopped while reading the dataset, before any shard (nothing was written)");
+    else if (rc < 0) rc = sra_err_set(e, rc, "%s", r ? data_errmsg(r) : "out of memory");
     data_close(r);
     return rc;
 }
@@ -574,6 +580,7 @@ static int make_shard(run_ctx *x, int idx, int64_t rec0, int64_t rec1, const cha
     data_record rec;
     char err[512];
     while ((rc = data_next(r, &rec)) == 1 && rec.index < rec1) {
+        if (ext_stopping(s)) { rc = SRA_E_STOPPED; break; }
         if (rec.index < rec0) continue;
         my.records++;
         if (x->prog) {
@@ -601,6 +608,12 @@ static int make_shard(run_ctx *x, int idx, int64_t rec0, int64_t rec1, const cha
             continue;
         }
         if ((rc = queue_record(&k, &rec, &d, e))) goto done2;
+    }
+    if (rc == SRA_E_STOPPED || (rc >= 0 && ext_stopping(s))) {
+        /* cache_writer_free below removes PATH.tmp */
+        rc = sra_err_set(e, SRA_E_STOPPED, "stopped while making shard %d of %d (its partial file was removed)", idx,
+                         x->rs->shards);
+        goto done2;
     }
     if (rc < 0) { rc = sra_err_set(e, rc, "%s", data_errmsg(r)); goto done2; }
     if ((rc = flush_batch(&k, e))) goto done2;
@@ -690,6 +703,11 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
         return sra_err_set(e, SRA_E_ARG, "--atoms student needs --student-tokenizer");
     if (s->shards < 0 || (s->shard_index >= 0 && s->shard_index >= s->shards))
         return sra_err_set(e, SRA_E_ARG, "--shard %d/%d: need 0 <= i < N", s->shard_index, s->shards);
+    if (s->task_count < 0 || (s->task_count > 0 && (s->task_index < 0 || s->task_index >= s->task_count)))
+        return sra_err_set(e, SRA_E_ARG, "--task %d/%d: need 0 <= I < T", s->task_index, s->task_count);
+    if (s->task_count > 0 && s->shard_index >= 0)
+        return sra_err_set(e, SRA_E_ARG, "--task and --shard exclude each other");
+    rep->stopped_shard = -1;
 
     resolved rs = {0};
     data_survey sv = {0};
@@ -724,6 +742,10 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     sra_sha256_hex(cfg_json, cfg_len, rs.config_sha);
     sra_sha256_hex(tok_json, tok_len, rs.tok_sha);
     if ((rc = weights_sha(s->teacher_dir, &rs.weights_sha, e))) goto out;
+    if (ext_stopping(s)) {
+        rc = sra_err_set(e, SRA_E_STOPPED, "stopped while loading the teacher (nothing was written)");
+        goto out;
+    }
     if (s->student_tokenizer) {
         if (!(stu_json = sra_read_file(s->student_tokenizer, &stu_len))) {
             rc = sra_err_set(e, SRA_E_IO, "%s: cannot read: %s", s->student_tokenizer, strerror(errno));
@@ -771,6 +793,7 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     }
     rs.shards = s->shards ? s->shards : (int)((sv.text_bytes + EXT_AUTO_SHARD_BYTES - 1) / EXT_AUTO_SHARD_BYTES);
     if (rs.shards < 1) rs.shards = 1;
+    if (!s->shards && rs.shards < s->task_count) rs.shards = s->task_count; /* every task gets work */
     if (sv.records < rs.shards) {
         rc = sra_err_set(e, SRA_E_ARG, "%d shards for %lld records: every shard needs at least one record",
                          rs.shards, (long long)sv.records);
@@ -789,10 +812,17 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     /* the shards this process owns */
     rep->setup_seconds = sra_now() - t0;
     rep->shards_total = rs.shards;
-    int lo = s->shard_index < 0 ? 0 : s->shard_index, hi = s->shard_index < 0 ? rs.shards : s->shard_index + 1;
+    /* shards lo, lo+step, ... below hi (extract.h: who makes which shard) */
+    int lo = 0, hi = rs.shards, step = 1;
+    if (s->shard_index >= 0) { lo = s->shard_index; hi = lo + 1; }
+    else if (s->task_count > 0) { lo = s->task_index; step = s->task_count; }
     int64_t todo = 0;
     char path[4200];
-    for (int i = lo; i < hi; i++) {
+    for (int i = lo; i < hi; i += step) rep->shards_owned++;
+    if (!rep->shards_owned && s->progress)
+        fprintf(s->progress, "sra-extract: task %d of %d has no shard to make (--shards %d is below the task count)\n",
+                s->task_index, s->task_count, rs.shards);
+    for (int i = lo; i < hi; i += step) {
         shard_path(path, sizeof path, s->out_dir, i, rs.shards);
         if (!shard_done(path, &rs, NULL))
             todo += sv.records * (i + 1) / rs.shards - sv.records * i / rs.shards;
@@ -801,12 +831,20 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     sra_progress_begin(&prog, s->progress, "records", (double)todo);
     run_ctx x = {s, &rs, &sv, t, tt, st, tok_json, cfg_json, stu_json, tok_len, cfg_len, stu_len,
                  s->progress ? &prog : NULL, 0};
-    for (int i = lo; i < hi; i++) {
+    for (int i = lo; i < hi; i += step) {
         int64_t r0 = sv.records * i / rs.shards, r1 = sv.records * (i + 1) / rs.shards;
         shard_path(path, sizeof path, s->out_dir, i, rs.shards);
+        if (ext_stopping(s)) {
+            rc = sra_err_set(e, SRA_E_STOPPED, "stopped before making shard %d of %d (nothing partial was written)", i,
+                             rs.shards);
+            goto out;
+        }
         if (shard_done(path, &rs, s->progress)) { rep->shards_skipped++; continue; }
         int64_t before = rep->records;
-        if ((rc = make_shard(&x, i, r0, r1, path, rep, e))) goto out;
+        if ((rc = make_shard(&x, i, r0, r1, path, rep, e))) {
+            if (rc == SRA_E_STOPPED) rep->stopped_shard = i;
+            goto out;
+        }
         x.prog_base += rep->records - before;
         rep->shards_made++;
     }
@@ -826,8 +864,13 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
             fprintf(s->progress, " (their messages: sra-inspect on the shard, stats)\n");
         }
     }
-    if (s->shard_index < 0) {
+    if (s->shard_index < 0 && s->task_count == 0) {
         ext_report fin;
+        if (ext_stopping(s)) { /* verification reads every shard: not worth starting now */
+            rc = sra_err_set(e, SRA_E_STOPPED, "stopped after the last shard, before verifying the shards and "
+                                               "writing manifest.json (nothing partial was written)");
+            goto out;
+        }
         double tf = sra_now();
         rc = ext_finalize(s->out_dir, s->progress, &fin, e);
         rep->finalize_seconds = sra_now() - tf;

@@ -18,9 +18,16 @@
  * dataset.h). Shard i of N covers records [floor(i R / N), floor((i+1) R / N)),
  * so shards are contiguous, in order, and independent of who makes them.
  * N is --shards (default: one shard per 16 MiB of text, at least 1) or the
- * N of --shard i/N. A process with shard_index = -1 makes every shard
- * (skipping complete ones), then finalizes; with shard_index = i it makes
- * shard i only (a SLURM array task) and someone runs ext_finalize later.
+ * N of --shard i/N. Who makes which shard:
+ *   - shard_index = -1, task_count = 0: this process makes every shard
+ *     (skipping complete ones), then finalizes;
+ *   - shard_index = i: shard i only; someone runs ext_finalize later;
+ *   - task_index = I, task_count = T (a SLURM array task I of T, issue 10):
+ *     shards I, I+T, I+2T, ... of N, so that a preempted task loses one
+ *     shard's work, not all of it. Without --shards, N = max(automatic, T);
+ *     a task whose I >= N has nothing to do and succeeds. No finalize.
+ * The task split is not a setting: T tasks and one process with the same
+ * N write byte-identical shards.
  *
  * Settings (settings.json, and settings_json in every shard): the teacher's
  * config, weights and tokenizer sha256, the data files' sha256 in order,
@@ -35,6 +42,19 @@
  * checks) and carries the same settings is skipped; any other (missing,
  * *.tmp from a killed run, unreadable) is made again from scratch. A
  * killed process leaves only *.tmp files, which no reader accepts.
+ *
+ * Stopping (SIGTERM from scancel, preemption, requeue or a time limit;
+ * SIGINT). The caller's signal handler only sets *stop to non-zero (the
+ * signal number, say); it must do nothing else, since only async-signal-
+ * safe work is allowed there. ext_run polls *stop between set-up steps,
+ * per record of the data pass, before each shard, before each record of a
+ * shard (so it reacts within one teacher batch) and before finalize. It
+ * then abandons the shard in progress (its *.tmp is removed; complete
+ * shards stay), skips finalize and returns SRA_E_STOPPED, with e->msg
+ * reading "stopped <where> (<what was cleaned up>)" and rep->stopped_shard
+ * the abandoned shard (-1: none was in progress). Running the same command
+ * again resumes. ext_finalize does not poll: it only reads, then writes
+ * manifest.json atomically.
  *
  * Determinism: same inputs and settings → identical payload bytes (every
  * dataset; the root attribute "created" is the only thing that differs).
@@ -51,6 +71,7 @@
 #ifndef SRA_EXTRACT_H
 #define SRA_EXTRACT_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -82,9 +103,13 @@ typedef struct {
     int batch;                       /* sequences per forward (default 8) */
     int shards;                      /* N; 0 = automatic */
     int shard_index;                 /* -1 = all shards (then finalize) */
+    int task_index, task_count;      /* task_count 0 = no task split; else
+                                      * 0 <= task_index < task_count (above) */
     int strict;                      /* bad records are fatal */
     const char *out_dir;
     FILE *progress;                  /* progress line / summary (NULL = silent) */
+    volatile sig_atomic_t *stop;     /* NULL, or set non-zero by a signal handler
+                                      * to stop cleanly (above); read only */
 } ext_settings;
 
 void ext_settings_default(ext_settings *s);
@@ -98,6 +123,8 @@ typedef struct {
     int64_t docs, atoms, tokens, pieces_split; /* docs = pieces written */
     int64_t text_bytes;
     int shards_made, shards_skipped, shards_total;
+    int shards_owned;         /* shards this process had to look at */
+    int stopped_shard;        /* after SRA_E_STOPPED: the shard abandoned, or -1 */
     double seconds, forward_seconds, write_seconds;
     double setup_seconds;     /* teacher load, hashing, the data pass (once per run) */
     double plan_seconds;      /* reading records, tokenizing, atoms */

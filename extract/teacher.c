@@ -11,12 +11,17 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
 #include "safetensors.h"
+
+/* Head row blocks and each sequence's selected rows start on multiples of
+ * this (layers.c's SGEMM_GRID: a row's bits depend on its place mod 48). */
+#define HEAD_GRID 48
 
 /* One layer's tensors (NULL where the family has none). */
 typedef struct {
@@ -214,8 +219,8 @@ static int grow_acts(teacher *t, size_t N, int Tq, int Tk) {
     }
     if (!t->logits) {
         /* logits of at most 64 MiB at a time (never B*T*V for big vocabularies) */
-        size_t rows = ((size_t)16 << 20) / (size_t)c->vocab;
-        t->logit_rows = rows < 1 ? 1 : rows > 4096 ? 4096 : (int)rows;
+        size_t rows = ((size_t)16 << 20) / (size_t)c->vocab / HEAD_GRID * HEAD_GRID;
+        t->logit_rows = rows < HEAD_GRID ? HEAD_GRID : rows > 4080 ? 4080 : (int)rows;
         if (!(t->logits = malloc((size_t)t->logit_rows * (size_t)c->vocab * sizeof(float))))
             return fail(t, "out of memory for logits");
         if (conv_size(t->head) &&
@@ -247,6 +252,14 @@ static void head_forward(teacher *t, float *logits, const float *hidden, int R) 
     }
 }
 
+/* matmul_forward on each of B sequences of T rows in turn: a row's bits
+ * depend on its position in its own sequence only (layers.c, the 48-row
+ * grid), so a sequence gives the same bits alone or inside any batch. */
+static void seq_matmul(float *out, const float *inp, const float *w, const float *b, int B, int T, int C, int OC) {
+    for (int s = 0; s < B; s++)
+        matmul_forward(out + (size_t)s * T * OC, inp + (size_t)s * T * C, w, b, T, C, OC);
+}
+
 /* Runs the layers over N = B*Tq rows in t->x; leaves the final-norm output
  * in t->h. Keys/values: with a KV cache (kc, vc: per layer kv_layer_stride
  * floats of (max_T, NKV*HS)) this call's rows are written at row kv_off
@@ -269,9 +282,9 @@ static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, f
         rmsnorm_forward(t->h, t->x, w.ln1, N, C, eps);
         float *kd = kc ? kc + (size_t)l * kv_layer_stride + (size_t)kv_off * KD : t->k;
         float *vd = vc ? vc + (size_t)l * kv_layer_stride + (size_t)kv_off * KD : t->v;
-        matmul_forward(t->q, t->h, w.q, w.qb, N, C, QD);   /* (N, NH*HS) */
-        matmul_forward(kd, t->h, w.k, w.kb, N, C, KD);     /* (N, NKV*HS) */
-        matmul_forward(vd, t->h, w.v, w.vb, N, C, KD);
+        seq_matmul(t->q, t->h, w.q, w.qb, B, Tq, C, QD);   /* (N, NH*HS) */
+        seq_matmul(kd, t->h, w.k, w.kb, B, Tq, C, KD);     /* (N, NKV*HS) */
+        seq_matmul(vd, t->h, w.v, w.vb, B, Tq, C, KD);
         if (c->qk_norm) { /* Qwen3: RMSNorm over each head before RoPE */
             rmsnorm_forward(t->q, t->q, w.qn, N * NH, HS, eps);
             rmsnorm_forward(kd, kd, w.kn, N * NKV, HS, eps);
@@ -282,14 +295,14 @@ static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, f
         const float *va = vc ? vc + (size_t)l * kv_layer_stride : t->v;
         float *mass = cap && cap->mass && cap->mass_layer == l + 1 && Tq == Tk ? cap->mass : NULL;
         attention_forward(t->att, mass, t->q, ka, va, valid, B, Tq, Tk, NH, NKV, HS, t->scratch);
-        matmul_forward(t->h, t->att, w.o, w.ob, N, QD, C);
+        seq_matmul(t->h, t->att, w.o, w.ob, B, Tq, QD, C);
         residual_forward(t->x, t->h, (size_t)N * C);
         /* MLP block */
         rmsnorm_forward(t->h, t->x, w.ln2, N, C, eps);
-        matmul_forward(t->g, t->h, w.gate, NULL, N, C, I);
-        matmul_forward(t->u, t->h, w.up, NULL, N, C, I);
+        seq_matmul(t->g, t->h, w.gate, NULL, B, Tq, C, I);
+        seq_matmul(t->u, t->h, w.up, NULL, B, Tq, C, I);
         swiglu_forward(t->g, t->g, t->u, (size_t)N * I);
-        matmul_forward(t->h, t->g, w.down, NULL, N, I, C);
+        seq_matmul(t->h, t->g, w.down, NULL, B, Tq, I, C);
         residual_forward(t->x, t->h, (size_t)N * C);
         for (int i = 0; cap && i < cap->n_hidden; i++)
             if (cap->hidden_layers[i] == l + 1) memcpy(cap->hidden[i], t->x, (size_t)N * C * sizeof(float));
@@ -323,7 +336,7 @@ static void head_outputs(teacher *t, const teacher_capture *cap, const float *lo
     for (int r = 0; r < R; r++) {
         const float *row = logits + (size_t)r * V;
         size_t n = sel[r];
-        if (cap->logits) memcpy(cap->logits + n * V, row, (size_t)V * sizeof(float));
+        if (cap->logits && n != SIZE_MAX) memcpy(cap->logits + n * V, row, (size_t)V * sizeof(float));
     }
     if (!k) return;
     /* top-k of the block into the first rows' slots would clobber other
@@ -331,6 +344,7 @@ static void head_outputs(teacher *t, const teacher_capture *cap, const float *lo
     logsoftmax_topk(logits, R, V, k, t->tk_ids, t->tk_lp, t->tk_tail);
     for (int r = 0; r < R; r++) {
         size_t n = sel[r];
+        if (n == SIZE_MAX) continue; /* padding between sequences */
         memcpy(cap->topk_ids + n * k, t->tk_ids + (size_t)r * k, (size_t)k * sizeof(int32_t));
         memcpy(cap->topk_logprobs + n * k, t->tk_lp + (size_t)r * k, (size_t)k * sizeof(float));
         if (cap->tail) cap->tail[n] = t->tk_tail[r];
@@ -365,26 +379,39 @@ int teacher_forward(teacher *t, const int32_t *ids, const uint8_t *valid, int B,
     int C = c->hidden;
     if (cap && cap->final_hidden) memcpy(cap->final_hidden, t->h, N * C * sizeof(float));
     if (!cap || (!cap->topk && !cap->logits)) return 0;
-    if (!cap->rows) {
-        for (size_t r0 = 0; r0 < N; r0 += (size_t)t->logit_rows) {
-            int R = N - r0 < (size_t)t->logit_rows ? (int)(N - r0) : t->logit_rows;
-            head_forward(t, t->logits, t->h + r0 * C, R);
-            head_outputs(t, cap, t->logits, R, r0, NULL);
-        }
+    if (!cap->rows) { /* blocks of logit_rows (a multiple of 48) from each sequence's start */
+        for (size_t s0 = 0; s0 < N; s0 += (size_t)T)
+            for (size_t r0 = s0; r0 < s0 + (size_t)T; r0 += (size_t)t->logit_rows) {
+                int R = s0 + T - r0 < (size_t)t->logit_rows ? (int)(s0 + T - r0) : t->logit_rows;
+                head_forward(t, t->logits, t->h + r0 * C, R);
+                head_outputs(t, cap, t->logits, R, r0, NULL);
+            }
         return 0;
     }
     /* selected rows only: gather up to logit_rows of them into t->hsel,
-     * run the head on the block, scatter the results to their rows */
+     * run the head on the block, scatter the results to their rows. Each
+     * sequence's rows start on a multiple of 48 in the block (zero rows in
+     * between, sel = SIZE_MAX), so their bits do not depend on the batch. */
     if (!t->hsel && !(t->hsel = malloc((size_t)t->logit_rows * (C * sizeof(float) + sizeof(size_t)))))
         return fail(t, "out of memory for the selected rows");
     size_t *sel = (size_t *)(t->hsel + (size_t)t->logit_rows * C);
     int R = 0;
     for (size_t n = 0; n <= N; n++) {
+        if (n < N && n % (size_t)T == 0 && R % HEAD_GRID) { /* a new sequence: to the next multiple of 48 */
+            int R1 = (R + HEAD_GRID - 1) / HEAD_GRID * HEAD_GRID;
+            memset(t->hsel + (size_t)R * C, 0, (size_t)(R1 - R) * C * sizeof(float));
+            for (; R < R1; R++) sel[R] = SIZE_MAX;
+        }
+        if (R == t->logit_rows) {
+            head_forward(t, t->logits, t->hsel, R);
+            head_outputs(t, cap, t->logits, R, 0, sel);
+            R = 0;
+        }
         if (n < N && cap->rows[n]) {
             memcpy(t->hsel + (size_t)R * C, t->h + n * C, (size_t)C * sizeof(float));
             sel[R++] = n;
         }
-        if (R == t->logit_rows || (n == N && R > 0)) {
+        if (n == N && R > 0) {
             head_forward(t, t->logits, t->hsel, R);
             head_outputs(t, cap, t->logits, R, 0, sel);
             R = 0;

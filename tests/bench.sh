@@ -60,6 +60,39 @@ print('BENCH_JSON {"bench":"distill","student":"%s","ce_s":%.4f,"sra_s":%.4f,"ov
       % (sys.argv[3], ce[0], sra[0], sra[0] / ce[0] - 1, sra[1] / sra[2]))
 PY
     done
+    echo
+    echo "== sra-train-mpi: data-parallel distillation, 1 vs 2 ranks on this machine (train/dist.h; GPT-2 student as above)"
+    if [ -x "$BUILD/sra-train-mpi" ] && command -v mpirun > /dev/null; then
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+        NC=$(nproc)
+        MT=(--cache "$DST/cache" --tokenizer "$SHARED/tokenizers/gpt2/tokenizer.json" --d-model 128 --layers 2 --heads 4
+            --seq 128 --steps 30 --eval-every 0 --ckpt-every 0 --method sra --quiet)
+        "$BUILD/sra-train" "${MT[@]}" --batch 8 --threads 1 --out "$DST/p1t1"
+        "$BUILD/sra-train" "${MT[@]}" --batch 8 --threads "$NC" --out "$DST/p1tn"
+        mpirun -np 2 --oversubscribe "$BUILD/sra-train-mpi" "${MT[@]}" --batch 4 --threads 1 --out "$DST/p2t1"
+        /usr/bin/python3 - "$DST" "$NC" <<'PY'
+import json, sys
+d, nc = sys.argv[1], int(sys.argv[2])
+def run(name):
+    L = [json.loads(l) for l in open("%s/%s/metrics.jsonl" % (d, name)) if "eval_" not in l]
+    L = L[10:]                                  # steps 11..30, after warm-up
+    per = (L[-1]["seconds"] - L[0]["seconds"]) / (len(L) - 1)
+    ar = sum(x.get("allreduce_s", 0.0) for x in L) / len(L)
+    return per, 8 * 128 / per, ar
+a, b, c = run("p1t1"), run("p1tn"), run("p2t1")
+print("global batch 8 x 128 tokens per step, %d cores:" % nc)
+print("  1 process, 1 thread         %.3f s/step  %7.0f tok/s" % (a[0], a[1]))
+print("  1 process, %d threads        %.3f s/step  %7.0f tok/s" % (nc, b[0], b[1]))
+print("  2 ranks x 1 thread (mpirun) %.3f s/step  %7.0f tok/s  all-reduce %.4f s/step (%.1f%% of the step)"
+      % (c[0], c[1], c[2], 100 * c[2] / c[0]))
+print("  2-rank efficiency: %.0f%% of 2 x one single-threaded process; %.2fx the %d-thread process"
+      % (100 * c[1] / (2 * a[1]), c[1] / b[1], nc))
+print('BENCH_JSON {"bench":"mpi","tok_s_1x1":%.1f,"tok_s_1x%d":%.1f,"tok_s_2x1":%.1f,"allreduce_s":%.5f,"efficiency":%.4f}'
+      % (a[1], nc, b[1], c[1], c[2], c[1] / (2 * a[1])))
+PY
+    else
+        echo "skipped: build it with make MPI=1 (Debian openmpi-bin libopenmpi-dev)"
+    fi
     rm -rf "$DST"
 else
     echo "skipped: needs $SHARED/models/tinystories-656k"

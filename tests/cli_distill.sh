@@ -22,14 +22,7 @@ done
 . "$(dirname "$0")/lib_cli.sh"
 
 # stories the teacher knows (its reference prompts and continuations) and some Shakespeare
-/usr/bin/python3 - "$M/reference" > "$T/data.jsonl" <<'PY'
-import json, sys
-d = sys.argv[1]
-idx = json.load(open(d + "/index.json"))
-pr = [json.loads(l) for l in open(d + "/prompts.jsonl")]
-for p, i in zip(pr, idx):
-    print(json.dumps({"text": p["text"] + i["new_text"]}))
-PY
+teacher_stories "$M" > "$T/data.jsonl"
 head -c 30000 "$CORPUS" > "$T/extra.txt"
 X=("$B/sra-extract" --teacher "$M" --data "$T/data.jsonl" --data "$T/extra.txt" --max-bytes 600 --quiet)
 check extract_word 0 "" "${X[@]}" --out "$T/word" --dtype f32 --topk 32

@@ -36,14 +36,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 MPI=(mpirun -np 2 --oversubscribe "$B/sra-train-mpi")
 
 # a small cache: the teacher's reference stories and some Shakespeare
-"$PY" - "$M/reference" > "$T/data.jsonl" <<'PY'
-import json, sys
-d = sys.argv[1]
-idx = json.load(open(d + "/index.json"))
-pr = [json.loads(l) for l in open(d + "/prompts.jsonl")]
-for p, i in zip(pr, idx):
-    print(json.dumps({"text": p["text"] + i["new_text"]}))
-PY
+teacher_stories "$M" > "$T/data.jsonl"
 head -c 40000 "$CORPUS" > "$T/extra.txt"
 tail -c 6000 "$CORPUS" > "$T/eval.txt"
 check extract 0 "" "$B/sra-extract" --teacher "$M" --data "$T/data.jsonl" --data "$T/extra.txt" --max-bytes 400 \

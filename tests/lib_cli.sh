@@ -17,3 +17,16 @@ check() {
     fi
     echo "ok - $name"
 }
+
+# teacher_stories MODEL_DIR: the TinyStories teacher's reference prompts
+# with their continuations, as JSONL {"text": ...}: stories it knows.
+teacher_stories() {
+    "${SRA_PY:-/usr/bin/python3}" - "$1/reference" <<'PY'
+import json, sys
+d = sys.argv[1]
+idx = json.load(open(d + "/index.json"))
+pr = [json.loads(l) for l in open(d + "/prompts.jsonl")]
+for p, i in zip(pr, idx):
+    print(json.dumps({"text": p["text"] + i["new_text"]}))
+PY
+}

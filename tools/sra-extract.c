@@ -5,12 +5,20 @@
  *
  *   sra-extract --teacher DIR --data FILE [--data FILE ...] --out DIR [options]
  *   sra-extract --finalize DIR
+ *
+ * SIGTERM and SIGINT (scancel, preemption, requeue, a time limit, Ctrl-C)
+ * stop the run cleanly (issue 10): the handler only sets a flag that
+ * ext_run polls per record; the shard in progress is abandoned, complete
+ * shards stay, and the exit status is 128 + the signal, as a shell reports
+ * a process killed by it.
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "extract.h"
 #include "layers.h"
@@ -37,7 +45,10 @@ static void usage(FILE *f) {
         "  --max-tokens N            longer documents are cut between atoms (default min(max positions, 2048))\n"
         "how to run:\n"
         "  --shards N                number of shard files (default: one per 16 MiB of text)\n"
-        "  --shard I/N               make only shard I of N (a SLURM array task); then --finalize\n"
+        "  --shard I/N               make only shard I of N; then --finalize\n"
+        "  --task I/T                array task I of T (SLURM: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT):\n"
+        "                            makes shards I, I+T, I+2T, ... of --shards N (default max(automatic, T));\n"
+        "                            then --finalize. tools/sra-extract-slurm submits both\n"
         "  --batch N                 sequences per teacher forward (default 8)\n"
         "  --threads N               compute threads (default: all cores)\n"
         "  --strict                  stop at the first bad record instead of skipping it\n"
@@ -45,8 +56,43 @@ static void usage(FILE *f) {
         "  --quiet                   no progress line or summary\n"
         "  --finalize DIR            verify every shard of DIR and write DIR/manifest.json\n"
         "Re-running the same command resumes: complete shards are kept, the rest made again.\n"
+        "SIGTERM/SIGINT abandon the shard in progress (complete ones stay); exit status 128+signal.\n"
         "example:\n"
-        "  sra-extract --teacher ../shared/models/tinystories-656k --data stories.jsonl --out cache/\n");
+        "  sra-extract --teacher ../shared/models/tinystories-656k --data stories.jsonl --out cache/\n"
+        "  sra-extract ... --out cache/ --shards 64 --task 3/16   # shards 3, 19, 35, 51\n");
+}
+
+/* Set by the handler, polled by ext_run (extract.h); holds the signal number. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; } /* nothing else: async-signal-safe */
+
+static int catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* reads and writes carry on; ext_run notices the flag */
+    return sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) ? -1 : 0;
+}
+
+/* "I/N" with 0 <= I < N; flag and what N is called, for the message. */
+static int parse_fraction(const char *flag, const char *v, const char *n_name, int *i_out, int *n_out) {
+    int i0, n0, used = 0;
+    if (sscanf(v, "%d/%d%n", &i0, &n0, &used) != 2 || v[used]) {
+        fprintf(stderr, "sra-extract: %s '%s': expected I/%s (SLURM: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)\n",
+                flag, v, n_name);
+        return -1;
+    }
+    if (n0 < 1) { fprintf(stderr, "sra-extract: %s '%s': %s must be at least 1\n", flag, v, n_name); return -1; }
+    if (i0 < 0 || i0 >= n0) {
+        fprintf(stderr, "sra-extract: %s '%s': expected I/%s with 0 <= I < %s (SLURM arrays: --array=0-%d)\n", flag, v,
+                n_name, n_name, n0 - 1);
+        return -1;
+    }
+    *i_out = i0;
+    *n_out = n0;
+    return 0;
 }
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
@@ -155,16 +201,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) bad = parse_int(a, v, 1, 1024, &threads);
         else if (!strcmp(a, "--shards")) bad = parse_int(a, v, 1, 1000000, &s.shards);
         else if (!strcmp(a, "--shard")) {
-            int i0, n0, used = 0;
-            if (sscanf(v, "%d/%d%n", &i0, &n0, &used) != 2 || v[used] || n0 < 1 || i0 < 0 || i0 >= n0) {
-                fprintf(stderr, "sra-extract: --shard '%s': expected I/N with 0 <= I < N (SLURM: "
-                                "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))\n", v);
-                bad = 1;
-            } else if (s.shards && s.shards != n0) {
+            int i0, n0;
+            if (parse_fraction(a, v, "N", &i0, &n0)) bad = 1;
+            else if (s.shards && s.shards != n0) {
                 fprintf(stderr, "sra-extract: --shard %s and --shards %d disagree\n", v, s.shards);
                 bad = 1;
             } else { s.shard_index = i0; s.shards = n0; }
-        } else if (!strcmp(a, "--metrics")) metrics = v;
+        } else if (!strcmp(a, "--task")) bad = parse_fraction(a, v, "T", &s.task_index, &s.task_count);
+        else if (!strcmp(a, "--metrics")) metrics = v;
         else if (!strcmp(a, "--finalize")) finalize = v;
         else {
             fprintf(stderr, "sra-extract: unknown option '%s'\n", a);
@@ -192,13 +236,33 @@ int main(int argc, char **argv) {
             free(data);
             return 2;
         }
+        if (s.task_count && s.shard_index >= 0) {
+            fprintf(stderr, "sra-extract: --task and --shard exclude each other (--task I/T with --shards N "
+                            "makes shards I, I+T, ...)\n");
+            free(data);
+            return 2;
+        }
+        if (catch_stop_signals()) {
+            fprintf(stderr, "sra-extract: cannot install the SIGTERM handler: %s\n", strerror(errno));
+            free(data);
+            return 1;
+        }
+        s.stop = &stop_signal;
         rc = ext_run(&s, &rep, &e);
     }
     if (metrics && write_metrics(metrics, &rep)) {
         fprintf(stderr, "sra-extract: %s: cannot write metrics: %s\n", metrics, strerror(errno));
         if (!rc) rc = -1;
     }
-    if (rc) fprintf(stderr, "sra-extract: %s\n", e.msg[0] ? e.msg : "failed");
     free(data);
+    if (rc == SRA_E_STOPPED) {
+        /* e.msg is "stopped <where> (...)" (extract.h): name the signal after "stopped" */
+        int sig = stop_signal ? (int)stop_signal : SIGTERM;
+        const char *where = strncmp(e.msg, "stopped ", 8) ? e.msg : e.msg + 8;
+        fprintf(stderr, "%ssra-extract: stopped by %s %s; complete shards are kept; run the same command again to "
+                        "resume\n", isatty(STDERR_FILENO) ? "\n" : "", sig == SIGINT ? "SIGINT" : "SIGTERM", where);
+        return 128 + sig;
+    }
+    if (rc) fprintf(stderr, "sra-extract: %s\n", e.msg[0] ? e.msg : "failed");
     return rc ? 1 : 0;
 }

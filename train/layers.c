@@ -85,86 +85,130 @@ static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, ran
         if (ok[t]) pthread_join(th[t], NULL);
 }
 
-/* C (M,N) = alpha * A (M,K) @ B (N,K)^T, row-major with leading dimensions.
- * Why not cblas_sgemm directly: Debian's OpenBLAS (0.3.21) runs calls with
- * M*N below about 1216 through another kernel whose rounding differs, and
- * from that size up gives every element bit for bit the same whatever M, N
- * and the place of the row or column in the call (measured over shapes
- * N = 16..2048, K = 16..768, every row offset and column block). A tiny
- * call is therefore padded with zero rows up to M*N >= SGEMM_MIN_MN, so a
- * row's result never depends on how rows were grouped: sra-extract's
- * payload is the same for any --batch and --threads. */
+/* ===================================================== invariant sgemm
+ *
+ * sra-extract's payload must not depend on --batch or --threads, and a
+ * training step must not depend on the thread count; so a row's result
+ * must not depend on how rows are grouped into BLAS calls. Debian's
+ * OpenBLAS (0.3.21) does not promise that, and measurements say when it
+ * holds (tools: single-threaded cblas_sgemm, C = A B^T, every shift of
+ * rows and columns between calls):
+ *  - Haswell/Zen kernels (AVX2 + FMA): a row's bits depend on its place
+ *    in the kernel's 12-row tile (calls shifted by 12k rows agree, by any
+ *    other amount they differ), rows of a partial last tile differ from
+ *    full-tile rows, and a column's bits depend on the call's column range
+ *    (any shift differs).
+ *  - Cooperlake/SkylakeX (AVX-512): calls with M*N below ~1216 (and, for
+ *    NN/TN, M*N*K <= 1e6) take a small-matrix kernel that rounds otherwise;
+ *    above that, every row and column agrees.
+ *  - Sandybridge (AVX, no FMA): everything agrees.
+ * Hence one rule, for every matmul here: rows are cut into calls only at
+ * multiples of SGEMM_GRID (48, a multiple of every tile height: 4, 6, 8,
+ * 12, 16, 24), counted from the start of the rows the caller hands over
+ * (a sequence, for the teacher); the rows after the last multiple, or a
+ * call that would be tiny, go through a zero-padded copy of SGEMM_GRID-row
+ * multiples with M*N >= SGEMM_MIN_MN; and columns are cut only on a grid
+ * that depends on the layer's width alone (matmul_forward). Then a row's
+ * bits depend only on its data and its position modulo 48 in its block. */
+#define SGEMM_GRID 48
 #define SGEMM_MIN_MN 2048
-static void sgemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float *C,
-                     int ldc) {
-    if ((long)M * N >= SGEMM_MIN_MN) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
-        return;
-    }
-    int Mp = (SGEMM_MIN_MN + N - 1) / N;
+
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+/* Row-major C (M,N) = alpha op(A) (M,K) @ op(B) (K,N) + beta C, following
+ * the rule above. ta: A is (M,K) (NoTrans) or (K,M) (Trans: C's rows are
+ * A's columns). */
+static void sgemm_grid(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int Md = M / SGEMM_GRID * SGEMM_GRID;
+    if ((long)Md * N < SGEMM_MIN_MN) Md = 0;
+    if (Md > 0) cblas_sgemm(CblasRowMajor, ta, tb, Md, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (Md == M) return;
+    /* rows [Md, M) in a padded copy: same beta, C's rows copied in, so that
+     * accumulation rounds as in a direct call */
+    int cnt = M - Md, Mp = round_up(cnt > (SGEMM_MIN_MN + N - 1) / N ? cnt : (SGEMM_MIN_MN + N - 1) / N, SGEMM_GRID);
     float *Ap = calloc((size_t)Mp * K + (size_t)Mp * N, sizeof(float));
-    if (!Ap) { /* out of memory: still the right numbers, just not batch-invariant */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+    if (!Ap) { /* out of memory: still the right numbers, just not invariant */
+        const float *At = ta == CblasNoTrans ? A + (size_t)Md * lda : A + Md;
+        cblas_sgemm(CblasRowMajor, ta, tb, cnt, N, K, alpha, At, lda, B, ldb, beta, C + (size_t)Md * ldc, ldc);
         return;
     }
     float *Cp = Ap + (size_t)Mp * K;
-    for (int r = 0; r < M; r++) memcpy(Ap + (size_t)r * K, A + (size_t)r * lda, (size_t)K * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mp, N, K, alpha, Ap, K, B, ldb, 0.0f, Cp, N);
-    for (int r = 0; r < M; r++) memcpy(C + (size_t)r * ldc, Cp + (size_t)r * N, (size_t)N * sizeof(float));
+    int ldap;
+    if (ta == CblasNoTrans) {
+        ldap = K;
+        for (int r = 0; r < cnt; r++) memcpy(Ap + (size_t)r * K, A + (size_t)(Md + r) * lda, (size_t)K * sizeof(float));
+    } else {
+        ldap = Mp;
+        for (int k = 0; k < K; k++) memcpy(Ap + (size_t)k * Mp, A + (size_t)k * lda + Md, (size_t)cnt * sizeof(float));
+    }
+    if (beta != 0.0f)
+        for (int r = 0; r < cnt; r++) memcpy(Cp + (size_t)r * N, C + (size_t)(Md + r) * ldc, (size_t)N * sizeof(float));
+    cblas_sgemm(CblasRowMajor, ta, tb, Mp, N, K, alpha, Ap, ldap, B, ldb, beta, Cp, N);
+    for (int r = 0; r < cnt; r++) memcpy(C + (size_t)(Md + r) * ldc, Cp + (size_t)r * N, (size_t)N * sizeof(float));
     free(Ap);
 }
 
-typedef struct { float *out; const float *inp, *weight, *bias; int N, C, OC; } matmul_args;
+/* C (M,N) = alpha * A (M,K) @ B (N,K)^T */
+static void sgemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float *C,
+                     int ldc) {
+    sgemm_grid(CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+}
 
-/* Input rows [r0, r1): out[r0:r1, :] from inp[r0:r1, :] and all of weight. */
+typedef struct { float *out; const float *inp, *weight, *bias; int N, C, OC, cb; } matmul_args;
+
+static void add_bias(float *out, const float *bias, int n_rows, int ldo, int n_cols) {
+    for (int r = 0; r < n_rows; r++)
+        for (int j = 0; j < n_cols; j++) out[(size_t)r * ldo + j] += bias[j];
+}
+
+/* Input rows [r0, r1) (r0 on the grid): out[r0:r1, :] from all of weight. */
 static void matmul_rows(void *a, size_t r0, size_t r1) {
     const matmul_args *m = a;
     const int n = (int)(r1 - r0), C = m->C, OC = m->OC;
     if (n <= 0) return;
     float *out = m->out + r0 * (size_t)OC;
     sgemm_nt(n, OC, C, 1.0f, m->inp + r0 * (size_t)C, C, m->weight, C, out, OC);
-    if (m->bias)
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < OC; j++) out[(size_t)r * OC + j] += m->bias[j];
+    if (m->bias) add_bias(out, m->bias, n, OC, OC);
 }
 
-/* Output columns [o0, o1): weight rows o0..o1, out[:, o0:o1] (ldc = OC). */
-static void matmul_cols(void *a, size_t o0, size_t o1) {
+/* Column blocks [b0, b1) of m->cb columns (the last one shorter): every
+ * row, weight rows b*cb.. of each block. */
+static void matmul_colblocks(void *a, size_t b0, size_t b1) {
     const matmul_args *m = a;
-    const int n = (int)(o1 - o0), N = m->N, C = m->C, OC = m->OC;
-    if (n <= 0) return;
-    float *out = m->out + o0;
-    sgemm_nt(N, n, C, 1.0f, m->inp, C, m->weight + o0 * (size_t)C, C, out, OC);
-    if (m->bias)
-        for (int r = 0; r < N; r++) {
-            float *o = out + (size_t)r * OC;
-            for (int j = 0; j < n; j++) o[j] += m->bias[o0 + (size_t)j];
-        }
+    for (size_t b = b0; b < b1; b++) {
+        int o0 = (int)b * m->cb, n = m->OC - o0 < m->cb ? m->OC - o0 : m->cb;
+        float *out = m->out + o0;
+        sgemm_nt(m->N, n, m->C, 1.0f, m->inp, m->C, m->weight + (size_t)o0 * m->C, m->C, out, m->OC);
+        if (m->bias) add_bias(out, m->bias + o0, m->N, m->OC, n);
+    }
 }
+
+/* Wide outputs are cut into column blocks of this many (a grid fixed by
+ * OC alone), threads taking whole blocks; narrower ones by row ranges. */
+#define MATMUL_COL_BLOCK 1024
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // inp (N,C), weight (OC,C), bias (OC) -> out (N,OC)
     // weight is stored as HF/PyTorch Linear keeps it (OC,C), hence the Trans.
-    // Threads take column blocks (whole weight rows), so each streams its
-    // own part of the weight once.
+    // Row i's bits depend on its data and i mod 48 only (the rule above).
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias ? bias[o] : 0.0f;
         return;
     }
-    matmul_args a = {out, inp, weight, bias, N, C, OC};
-    /* a thread is worth ~1 MFLOP of work. Wide outputs split by columns
-     * (16 at a time), the others by rows: measured with single-threaded
-     * OpenBLAS on 2 threads at N=512, C=768: OC=768 rows 361 vs columns 326
-     * GFLOP/s, C=2048 OC=768 359 vs 345, OC=32000 351 vs 368. */
-    if (OC > C) {
-        size_t flops_per_col = 2 * (size_t)N * (size_t)C, min_cols = (1u << 20) / (flops_per_col + 1) + 1;
-        if (min_cols < 16) min_cols = 16;
-        par_range_aligned((size_t)OC, min_cols, 16, matmul_cols, &a);
+    matmul_args a = {out, inp, weight, bias, N, C, OC, MATMUL_COL_BLOCK};
+    if (OC >= 2 * MATMUL_COL_BLOCK) {
+        /* e.g. an LM head: each thread streams its own blocks of the weight */
+        size_t nb = ((size_t)OC + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK;
+        par_range(nb, 1, matmul_colblocks, &a);
     } else {
+        /* a thread is worth ~1 MFLOP of work, in whole grid blocks */
         size_t flops_per_row = 2 * (size_t)C * (size_t)OC, min_rows = (1u << 20) / (flops_per_row + 1) + 1;
-        par_range((size_t)N, min_rows, matmul_rows, &a);
+        min_rows = (size_t)round_up((int)(min_rows < 4096 ? min_rows : 4096), SGEMM_GRID);
+        par_range_aligned((size_t)N, min_rows, SGEMM_GRID, matmul_rows, &a);
     }
 }
 
@@ -178,8 +222,8 @@ static void matmul_back_rows(void *a, size_t r0, size_t r1) {
     const matmul_back_args *m = a;
     const int n = (int)(r1 - r0), C = m->C, OC = m->OC;
     if (n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, OC, 1.0f, m->dout + r0 * (size_t)OC, OC,
-                m->weight, C, 1.0f, m->dinp + r0 * (size_t)C, C);
+    sgemm_grid(CblasNoTrans, CblasNoTrans, n, C, OC, 1.0f, m->dout + r0 * (size_t)OC, OC, m->weight, C, 1.0f,
+               m->dinp + r0 * (size_t)C, C);
 }
 
 /* Output channels [o0, o1): dweight rows o0..o1 (n,C) += dout[:, o0:o1]^T
@@ -189,8 +233,8 @@ static void matmul_back_cols(void *a, size_t o0, size_t o1) {
     const int n = (int)(o1 - o0), N = m->N, C = m->C, OC = m->OC;
     if (n <= 0) return;
     if (m->dweight && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, C, N, 1.0f, m->dout + o0, OC, m->inp, C, 1.0f,
-                    m->dweight + o0 * (size_t)C, C);
+        sgemm_grid(CblasTrans, CblasNoTrans, n, C, N, 1.0f, m->dout + o0, OC, m->inp, C, 1.0f,
+                   m->dweight + o0 * (size_t)C, C);
     if (m->dbias) {
         // column sums in double, 64 columns at a time so that the rows of
         // dout are read contiguously
@@ -214,23 +258,20 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     // Two passes, each split so that every thread owns distinct output rows
     // (no races, and every element is one whole reduction whatever the
     // thread count): dinp by input rows, dweight and dbias by output
-    // channels. A thread gets more than SGEMM_SMALL_MNK multiply-adds
-    // (~2 MFLOP, beside matmul_forward's ~1): Debian's OpenBLAS 0.3.21
-    // (Cooperlake kernels) rounds small calls differently. Measured for
-    // dinp's NoTrans x NoTrans: a row's bits change in calls of up to 9 rows
-    // at C=273 OC=391, up to 1 row at C=OC=768, i.e. while M*N*K <= 1e6
-    // (the small-matrix permit's 100^3), so 1 vs 5 threads differed at
-    // N=27 C=273 OC=391. With every slice above it, 400 random shapes gave
-    // the same bits on 1, 2, 3, 5 and 8 threads.
+    // channels, both cut on the 48-row grid (sgemm_grid). A thread gets
+    // more than SGEMM_SMALL_MNK multiply-adds (~2 MFLOP, beside
+    // matmul_forward's ~1): with Cooperlake kernels, small calls round
+    // differently (measured for dinp's NoTrans x NoTrans: a row's bits
+    // change in calls while M*N*K <= 1e6, the small-matrix permit's 100^3).
     if (N <= 0 || OC <= 0) return;
     matmul_back_args a = {dinp, dweight, dbias, dout, inp, weight, N, C, OC};
     if (dinp && C > 0) {
-        size_t mnk_per_row = (size_t)C * (size_t)OC, min_rows = SGEMM_SMALL_MNK / mnk_per_row + 1;
-        par_range((size_t)N, min_rows, matmul_back_rows, &a);
+        size_t mnk_per_row = (size_t)C * (size_t)OC, min_rows = SGEMM_SMALL_MNK / mnk_per_row + 1 + SGEMM_GRID;
+        par_range_aligned((size_t)N, min_rows, SGEMM_GRID, matmul_back_rows, &a);
     }
     if (dweight || dbias) {
-        size_t mnk_per_col = (size_t)N * ((size_t)C + 1), min_cols = SGEMM_SMALL_MNK / mnk_per_col + 1;
-        par_range((size_t)OC, min_cols, matmul_back_cols, &a);
+        size_t mnk_per_col = (size_t)N * ((size_t)C + 1), min_cols = SGEMM_SMALL_MNK / mnk_per_col + 1 + SGEMM_GRID;
+        par_range_aligned((size_t)OC, min_cols, SGEMM_GRID, matmul_back_cols, &a);
     }
 }
 
