@@ -391,11 +391,12 @@ def cmd_report():
       "evaluated at their last step." % (short_steps, long_steps, E["EXP_LONG_EVERY"]))
     w("- **Methods** (`sra-train --method`): `ce` (cross-entropy only, through the same cache so the documents "
       "are identical), `uld`, `mined` (token-level baselines on an `--atoms token` cache, at the trainer's "
-      "default α=0.2), `sra` (sweep below, chosen on validation per budget), its ablations (`--beta 0` no span, "
+      "default α=0.2), `sra` (sweep below, chosen on validation%s), its ablations (`--beta 0` no span, "
       "`--gamma 0` no geometry, `--logit-weight 0` no logit term, a `--mass uniform` cache) and the **control**: "
       "the chosen sra setting on the cache of a teacher of the same shape with random weights "
       "(`sra-train --steps 0`, seed 7; held-out bits/byte of that random teacher: %s)." %
-      ("%.3f" % random_bpb if random_bpb is not None else "—"))
+      (" per budget" if os.environ.get("EXP_LONG_SWEEP", "1") == "1" else " on the short budget, reused for the long one",
+       "%.3f" % random_bpb if random_bpb is not None else "—"))
     w("- **Noise rule**: Δ columns are paired differences (method − reference, per seed) as mean ± sd; lower is "
       "better. A difference is called *clear* when every seed agrees in sign and a paired t-test over the seeds "
       "rejects 'no difference' at 5% (|mean| > t(n−1)·sd/√n: 4.30·sd/√3 with 3 seeds), otherwise *within noise* "
@@ -428,8 +429,11 @@ def cmd_report():
     best = {b: best_of(b, st) for b, st, _ in budgets}
     w("## Table 1: held-out bits/byte, BPE student (mean ± sd over %d seed%s)" % (seeds, "s" if seeds > 1 else ""))
     w("")
+    long_sweep = os.environ.get("EXP_LONG_SWEEP", "1") == "1"
     w("sra setting chosen on validation: short `%s`, long `%s` (ablations and control use the same setting as "
-      "their budget's sra row)." % (best["short"] or "—", best["long"] or "—"))
+      "their budget's sra row)%s." % (best["short"] or "—", best["long"] or "—",
+                                      "" if long_sweep else "; the sweep runs on the short budget only, and the "
+                                      "long budget reuses the short budget's choice (`--long-sweep` sweeps it too)"))
     w("")
     rows = [("ce", "ce"), ("uld", "uld"), ("mined", "mined"), ("sra (chosen)", "sra-{b}"),
             ("sra − span (β=0)", "abl-nospan-{b}"), ("sra − geometry (γ=0)", "abl-nogeo-{b}"),
