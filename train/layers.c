@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "util.h"
 
 // ----------------------------------------------------------------------------
 // matmul
@@ -32,13 +33,16 @@
  * (tens of microseconds, beside work of milliseconds); small inputs stay on
  * the calling thread. */
 static int g_threads;
+static int g_grid = 48; /* the row grid of the invariant sgemm (below) */
 static pthread_once_t g_threads_once = PTHREAD_ONCE_INIT;
+static int calibrate_grid(void);
 
 static void threads_init(void) {
     g_threads = openblas_get_num_threads();
     if (g_threads < 1) g_threads = 1;
     if (g_threads > 64) g_threads = 64;
     openblas_set_num_threads(1);
+    g_grid = calibrate_grid();
 }
 
 int layers_threads(void) {
@@ -103,15 +107,50 @@ static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, ran
  *    above that, every row and column agrees.
  *  - Sandybridge (AVX, no FMA): everything agrees.
  * Hence one rule, for every matmul here: rows are cut into calls only at
- * multiples of SGEMM_GRID (48, a multiple of every tile height: 4, 6, 8,
- * 12, 16, 24), counted from the start of the rows the caller hands over
- * (a sequence, for the teacher); the rows after the last multiple, or a
- * call that would be tiny, go through a zero-padded copy of SGEMM_GRID-row
- * multiples with M*N >= SGEMM_MIN_MN; and columns are cut only on a grid
- * that depends on the layer's width alone (matmul_forward). Then a row's
- * bits depend only on its data and its position modulo 48 in its block. */
-#define SGEMM_GRID 48
+ * multiples of the grid G, counted from the start of the rows the caller
+ * hands over (a sequence, for the teacher); the rows after the last
+ * multiple, or a call that would be tiny, go through a zero-padded copy of
+ * a multiple of G rows with M*N >= SGEMM_MIN_MN; and columns are cut only
+ * on a grid that depends on the layer's width alone (matmul_forward). Then
+ * a row's bits depend only on its data and its position modulo G. G is
+ * measured once (calibrate_grid): the smallest of 4, 6, 8, 12, 16, 24 by
+ * which shifting a call's rows changes no bit (12 on Zen, 4 where every
+ * shift agrees), else 48, a multiple of every tile height. A coarser grid
+ * costs: threads split rows at multiples of G and a leftover is padded to
+ * G rows (with 48 instead of 12, the 110M forward of bench-forward lost
+ * 16 points of sgemm peak on 2 cores). */
 #define SGEMM_MIN_MN 2048
+
+/* The smallest row shift that keeps every bit (see above), on a fixed
+ * pseudo-random problem large enough for OpenBLAS's ordinary kernels. */
+static int calibrate_grid(void) {
+    enum { M = 96, N = 520, K = 300 };
+    float *A = malloc(sizeof(float) * ((size_t)M * K + (size_t)N * K + 2 * (size_t)M * N));
+    if (!A) return 48;
+    float *B = A + (size_t)M * K, *C0 = B + (size_t)N * K, *C1 = C0 + (size_t)M * N;
+    uint64_t st = 0x5EED5EEDull;
+    for (size_t i = 0; i < (size_t)M * K + (size_t)N * K; i++) A[i] = (float)(sra_splitmix64(&st) >> 40) / 16777216.0f - 0.5f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C0, N);
+    static const int cand[] = {4, 6, 8, 12, 16, 24};
+    int grid = 48;
+    for (size_t c = 0; c < sizeof cand / sizeof *cand && grid == 48; c++) {
+        int g = cand[c], ok = 1;
+        for (int sh = g; sh <= 48 && ok; sh += g) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M - sh, N, K, 1.0f, A + (size_t)sh * K, K, B, K, 0.0f,
+                        C1, N);
+            ok = !memcmp(C1, C0 + (size_t)sh * N, sizeof(float) * (size_t)(M - sh) * N);
+        }
+        if (ok) grid = g;
+    }
+    free(A);
+    return grid;
+}
+
+/* The grid, measured on first use. */
+static int sgemm_grid_rows(void) {
+    (void)layers_threads();
+    return g_grid;
+}
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -121,13 +160,14 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 static void sgemm_grid(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    int Md = M / SGEMM_GRID * SGEMM_GRID;
+    const int G = sgemm_grid_rows();
+    int Md = M / G * G;
     if ((long)Md * N < SGEMM_MIN_MN) Md = 0;
     if (Md > 0) cblas_sgemm(CblasRowMajor, ta, tb, Md, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     if (Md == M) return;
     /* rows [Md, M) in a padded copy: same beta, C's rows copied in, so that
      * accumulation rounds as in a direct call */
-    int cnt = M - Md, Mp = round_up(cnt > (SGEMM_MIN_MN + N - 1) / N ? cnt : (SGEMM_MIN_MN + N - 1) / N, SGEMM_GRID);
+    int cnt = M - Md, Mp = round_up(cnt > (SGEMM_MIN_MN + N - 1) / N ? cnt : (SGEMM_MIN_MN + N - 1) / N, G);
     float *Ap = calloc((size_t)Mp * K + (size_t)Mp * N, sizeof(float));
     if (!Ap) { /* out of memory: still the right numbers, just not invariant */
         const float *At = ta == CblasNoTrans ? A + (size_t)Md * lda : A + Md;
@@ -207,8 +247,8 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
     } else {
         /* a thread is worth ~1 MFLOP of work, in whole grid blocks */
         size_t flops_per_row = 2 * (size_t)C * (size_t)OC, min_rows = (1u << 20) / (flops_per_row + 1) + 1;
-        min_rows = (size_t)round_up((int)(min_rows < 4096 ? min_rows : 4096), SGEMM_GRID);
-        par_range_aligned((size_t)N, min_rows, SGEMM_GRID, matmul_rows, &a);
+        min_rows = (size_t)round_up((int)(min_rows < 4096 ? min_rows : 4096), sgemm_grid_rows());
+        par_range_aligned((size_t)N, min_rows, (size_t)sgemm_grid_rows(), matmul_rows, &a);
     }
 }
 
@@ -266,12 +306,12 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     if (N <= 0 || OC <= 0) return;
     matmul_back_args a = {dinp, dweight, dbias, dout, inp, weight, N, C, OC};
     if (dinp && C > 0) {
-        size_t mnk_per_row = (size_t)C * (size_t)OC, min_rows = SGEMM_SMALL_MNK / mnk_per_row + 1 + SGEMM_GRID;
-        par_range_aligned((size_t)N, min_rows, SGEMM_GRID, matmul_back_rows, &a);
+        size_t mnk_per_row = (size_t)C * (size_t)OC, min_rows = SGEMM_SMALL_MNK / mnk_per_row + 1 + sgemm_grid_rows();
+        par_range_aligned((size_t)N, min_rows, (size_t)sgemm_grid_rows(), matmul_back_rows, &a);
     }
     if (dweight || dbias) {
-        size_t mnk_per_col = (size_t)N * ((size_t)C + 1), min_cols = SGEMM_SMALL_MNK / mnk_per_col + 1 + SGEMM_GRID;
-        par_range_aligned((size_t)OC, min_cols, SGEMM_GRID, matmul_back_cols, &a);
+        size_t mnk_per_col = (size_t)N * ((size_t)C + 1), min_cols = SGEMM_SMALL_MNK / mnk_per_col + 1 + sgemm_grid_rows();
+        par_range_aligned((size_t)OC, min_cols, (size_t)sgemm_grid_rows(), matmul_back_cols, &a);
     }
 }
 
