@@ -22,18 +22,8 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-for f in "$M/model.safetensors" "$CORPUS" "$STOK"; do
-    if [ ! -f "$f" ]; then
-        if [ "${CI:-}" = true ]; then echo "not ok - missing $f"; exit 1; fi
-        echo "skip - cli_extract: missing $f (set SRA_SHARED)"; exit 0
-    fi
-done
-if ! "$PY" -c "import h5py, numpy" 2>/dev/null; then
-    if [ "${CI:-}" = true ]; then echo "not ok - $PY lacks h5py/numpy"; exit 1; fi
-    echo "skip - cli_extract: $PY lacks h5py or numpy (set SRA_PY)"; exit 0
-fi
-
 . "$(dirname "$0")/lib_cli.sh"
+require cli_extract "$M/model.safetensors" "$CORPUS" "$STOK"
 
 # ---------------------------------------------------------------- helpers
 

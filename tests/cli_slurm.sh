@@ -97,16 +97,8 @@ trap 'exit 143' TERM
 # never hang a CI run, whatever a daemon does
 ( sleep 300; echo "not ok - cli_slurm: watchdog: still running after 300 s"; kill -TERM $$ ) & watchdog=$!
 
-for f in "$M/model.safetensors" "$CORPUS" "$B/sra-extract"; do
-    if [ ! -f "$f" ]; then
-        if [ "${CI:-}" = true ]; then echo "not ok - missing $f"; exit 1; fi
-        echo "skip - cli_slurm: missing $f (set SRA_SHARED / SRA_BUILD)"; exit 0
-    fi
-done
-if ! "$PY" -c "import h5py, numpy" 2>/dev/null; then
-    if [ "${CI:-}" = true ]; then echo "not ok - $PY lacks h5py/numpy"; exit 1; fi
-    echo "skip - cli_slurm: $PY lacks h5py or numpy (set SRA_PY)"; exit 0
-fi
+. "$HERE/lib_cli.sh"
+require cli_slurm "$M/model.safetensors" "$CORPUS" "$B/sra-extract"
 # jobs run in another folder: absolute paths (the teacher path is also
 # recorded in every shard, so the reference must use the same string)
 B=$(cd "$B" && pwd)
@@ -115,7 +107,6 @@ CORPUS=$(cd "$(dirname "$CORPUS")" && pwd)/$(basename "$CORPUS")
 X=$B/sra-extract
 export HDF5_PLUGIN_PATH=${HDF5_PLUGIN_PATH:-$B/plugins}
 
-. "$HERE/lib_cli.sh"
 # every check goes through check(); a failure also dumps the daemon logs at exit
 scheck() {
     local out

@@ -30,3 +30,17 @@ for p, i in zip(pr, idx):
     print(json.dumps({"text": p["text"] + i["new_text"]}))
 PY
 }
+
+# require NAME FILE...: every FILE must exist, and /usr/bin/python3 (SRA_PY)
+# must have h5py and numpy; otherwise the test skips loudly, or fails
+# under CI=true, where missing assets are an error.
+require() {
+    local name=$1 f why=""; shift
+    for f in "$@"; do [ -f "$f" ] || { why="missing $f (set SRA_SHARED / SRA_BUILD)"; break; }; done
+    if [ -z "$why" ] && ! "${SRA_PY:-/usr/bin/python3}" -c "import h5py, numpy" 2>/dev/null; then
+        why="${SRA_PY:-/usr/bin/python3} lacks h5py or numpy (set SRA_PY)"
+    fi
+    [ -z "$why" ] && return 0
+    if [ "${CI:-}" = true ]; then echo "not ok - $name: $why"; exit 1; fi
+    echo "skip - $name: $why"; exit 0
+}
