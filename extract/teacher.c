@@ -4,8 +4,9 @@
  * Shapes: B batch, T time, N = B*T rows, C hidden, NH/NKV heads, HS head
  * size, I MLP width, V vocabulary, L layers. The forward is llm.c's loop
  * over train/layers.h ops; this file adds the weights (views on the
- * safetensors mapping, converted to float32 a layer at a time when they are
- * F16/BF16), the captures and the KV cache.
+ * safetensors mapping; F16/BF16 matrices converted to float32 inside each
+ * matmul, a block of rows at a time, layers.h matmul_forward_seq), the
+ * captures and the KV cache.
  */
 #include "teacher.h"
 
@@ -28,9 +29,11 @@ typedef struct {
     const st_tensor *ln1, *q, *k, *v, *o, *qb, *kb, *vb, *ob, *qn, *kn, *ln2, *gate, *up, *down;
 } layer_tensors;
 
-/* The same as float32 pointers for the layer being run. */
+/* The same for the layer being run: matrices as matmul weights (in place
+ * or fetched), vectors as float32 (converted into t->vbuf when needed). */
 typedef struct {
-    const float *ln1, *q, *k, *v, *o, *qb, *kb, *vb, *ob, *qn, *kn, *ln2, *gate, *up, *down;
+    matmul_weight q, k, v, o, gate, up, down;
+    const float *ln1, *qb, *kb, *vb, *ob, *qn, *kn, *ln2;
 } layer_weights;
 
 struct teacher {
@@ -42,14 +45,16 @@ struct teacher {
     const char *wdtype;
     double *inv_freq;           /* (HS/2) */
     float *norm_w;              /* (C) final norm, converted once */
-    /* conversion buffer: one layer's weights, or a chunk of lm_head rows */
-    float *wbuf;
-    size_t wbuf_cap, wbuf_used;
-    int head_chunk;             /* lm_head rows converted at a time */
+    /* converted vectors of one layer (norms, biases) */
+    float *vbuf;
+    size_t vbuf_used;
+    /* matrices stored as F16/BF16: matmul_forward_seq's scratch */
+    float *wscratch;
+    size_t wscratch_cap;
+    int fetched;                /* some layer matrix is not float32 in place */
     /* activations, grown to the largest batch seen */
     size_t act_rows;
     float *x, *h, *q, *k, *v, *att, *g, *u, *cos, *sin, *scratch, *logits;
-    float *hblock;              /* (logit_rows, head_chunk) when lm_head is converted */
     int32_t *pos;
     size_t scratch_cap;
     int logit_rows;             /* rows of logits computed at once */
@@ -86,28 +91,39 @@ static const st_tensor *need(teacher *t, const char *name, int ndim, int64_t d0,
     return x;
 }
 
-/* A float32 view of x: the mapping itself when it is aligned F32, else a
- * converted copy in the layer buffer. */
+static int in_place(const st_tensor *x) { return x->dtype == ST_F32 && ((uintptr_t)x->data & 3) == 0; }
+
+static size_t conv_size(const st_tensor *x) { return x && !in_place(x) ? (size_t)x->numel : 0; }
+
+/* A float32 view of vector x: the mapping itself when it is aligned F32,
+ * else a converted copy in t->vbuf. */
 static const float *view(teacher *t, const st_tensor *x) {
     if (!x) return NULL;
-    if (x->dtype == ST_F32 && ((uintptr_t)x->data & 3) == 0) return x->data;
-    float *dst = t->wbuf + t->wbuf_used;
+    if (in_place(x)) return x->data;
+    float *dst = t->vbuf + t->vbuf_used;
     st_to_f32(x, 0, (size_t)x->numel, dst);
-    t->wbuf_used += (size_t)x->numel;
+    t->vbuf_used += (size_t)x->numel;
     return dst;
 }
 
-static size_t conv_size(const st_tensor *x) {
-    return x && !(x->dtype == ST_F32 && ((uintptr_t)x->data & 3) == 0) ? (size_t)x->numel : 0;
+/* matmul_weight's fetch: rows [r0, r0+n) of a 2-D tensor as float32 */
+static void fetch_rows(const void *ctx, size_t r0, size_t n, float *dst) {
+    const st_tensor *x = ctx;
+    size_t cols = (size_t)x->shape[1];
+    st_to_f32(x, r0 * cols, n * cols, dst);
+}
+
+static matmul_weight mat(const st_tensor *x) {
+    return in_place(x) ? (matmul_weight){x->data, NULL, NULL} : (matmul_weight){NULL, fetch_rows, x};
 }
 
 static void layer_view(teacher *t, int l, layer_weights *w) {
     const layer_tensors *s = &t->lt[l];
-    t->wbuf_used = 0;
-    w->ln1 = view(t, s->ln1); w->q = view(t, s->q); w->k = view(t, s->k); w->v = view(t, s->v);
-    w->o = view(t, s->o); w->qb = view(t, s->qb); w->kb = view(t, s->kb); w->vb = view(t, s->vb);
+    t->vbuf_used = 0;
+    w->q = mat(s->q); w->k = mat(s->k); w->v = mat(s->v); w->o = mat(s->o);
+    w->gate = mat(s->gate); w->up = mat(s->up); w->down = mat(s->down);
+    w->ln1 = view(t, s->ln1); w->qb = view(t, s->qb); w->kb = view(t, s->kb); w->vb = view(t, s->vb);
     w->ob = view(t, s->ob); w->qn = view(t, s->qn); w->kn = view(t, s->kn); w->ln2 = view(t, s->ln2);
-    w->gate = view(t, s->gate); w->up = view(t, s->up); w->down = view(t, s->down);
 }
 
 static int load_tensors(teacher *t) {
@@ -149,22 +165,14 @@ static int load_tensors(teacher *t) {
         W(up, "mlp.up_proj.weight", 2, I, C);
         W(down, "mlp.down_proj.weight", 2, C, I);
 #undef W
-        size_t n = conv_size(s->ln1) + conv_size(s->q) + conv_size(s->k) + conv_size(s->v) + conv_size(s->o) +
-                   conv_size(s->qb) + conv_size(s->kb) + conv_size(s->vb) + conv_size(s->ob) +
-                   conv_size(s->qn) + conv_size(s->kn) + conv_size(s->ln2) + conv_size(s->gate) +
-                   conv_size(s->up) + conv_size(s->down);
+        size_t n = conv_size(s->ln1) + conv_size(s->qb) + conv_size(s->kb) + conv_size(s->vb) + conv_size(s->ob) +
+                   conv_size(s->qn) + conv_size(s->kn) + conv_size(s->ln2);
         if (n > conv) conv = n;
+        if (conv_size(s->q) || conv_size(s->k) || conv_size(s->v) || conv_size(s->o) || conv_size(s->gate) ||
+            conv_size(s->up) || conv_size(s->down))
+            t->fetched = 1;
     }
-    /* lm_head rows converted at a time: up to 64 MiB of them */
-    t->head_chunk = (int)V;
-    if (conv_size(t->head)) {
-        size_t rows = ((size_t)16 << 20) / (size_t)C;
-        if (rows < 1) rows = 1;
-        if (rows < (size_t)V) t->head_chunk = (int)rows;
-        if ((size_t)t->head_chunk * (size_t)C > conv) conv = (size_t)t->head_chunk * (size_t)C;
-    }
-    t->wbuf_cap = conv;
-    if (conv && !(t->wbuf = malloc(conv * sizeof(float)))) return fail(t, "out of memory for %zu converted weights", conv);
+    if (conv && !(t->vbuf = malloc(conv * sizeof(float)))) return fail(t, "out of memory for %zu converted weights", conv);
     if (!(t->norm_w = malloc((size_t)C * sizeof(float)))) return fail(t, "out of memory");
     st_to_f32(t->norm, 0, (size_t)C, t->norm_w);
     t->wdtype = t->lt[0].q->dtype == ST_F32 ? "F32" : t->lt[0].q->dtype == ST_F16 ? "F16" : "BF16";
@@ -187,9 +195,9 @@ int teacher_load(teacher **out, const char *dir) {
 void teacher_free(teacher *t) {
     if (!t) return;
     st_close(t->st);
-    free(t->lt); free(t->inv_freq); free(t->norm_w); free(t->wbuf);
+    free(t->lt); free(t->inv_freq); free(t->norm_w); free(t->vbuf); free(t->wscratch);
     free(t->x); free(t->h); free(t->q); free(t->k); free(t->v); free(t->att); free(t->g); free(t->u);
-    free(t->cos); free(t->sin); free(t->scratch); free(t->logits); free(t->hblock); free(t->pos);
+    free(t->cos); free(t->sin); free(t->scratch); free(t->logits); free(t->pos);
     free(t->kc); free(t->vc); free(t->hsel); free(t->tk_ids); free(t->tk_lp); free(t->tk_tail);
     free(t);
 }
@@ -223,41 +231,45 @@ static int grow_acts(teacher *t, size_t N, int Tq, int Tk) {
         t->logit_rows = rows < HEAD_GRID ? HEAD_GRID : rows > 4080 ? 4080 : (int)rows;
         if (!(t->logits = malloc((size_t)t->logit_rows * (size_t)c->vocab * sizeof(float))))
             return fail(t, "out of memory for logits");
-        if (conv_size(t->head) &&
-            !(t->hblock = malloc((size_t)t->logit_rows * (size_t)t->head_chunk * sizeof(float))))
-            return fail(t, "out of memory for logits");
+    }
+    /* scratch for converted matrices: the largest any matmul asks for
+     * (it depends on the thread count, fixed by now) */
+    size_t C = (size_t)c->hidden, QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    size_t I = (size_t)c->intermediate, need_w = 0;
+    int64_t dims[][2] = {{(int64_t)C, (int64_t)QD}, {(int64_t)C, (int64_t)KD}, {(int64_t)QD, (int64_t)C},
+                         {(int64_t)C, (int64_t)I},  {(int64_t)I, (int64_t)C}};
+    for (size_t i = 0; t->fetched && i < sizeof dims / sizeof dims[0]; i++) {
+        size_t n = matmul_seq_scratch_floats((int)dims[i][0], (int)dims[i][1]);
+        if (n > need_w) need_w = n;
+    }
+    if (!in_place(t->head)) {
+        size_t n = matmul_seq_scratch_floats((int)C, c->vocab);
+        if (n > need_w) need_w = n;
+    }
+    if (need_w > t->wscratch_cap) {
+        free(t->wscratch);
+        if (!(t->wscratch = malloc(need_w * sizeof(float))))
+            return fail(t, "out of memory for %zu converted weights", need_w);
+        t->wscratch_cap = need_w;
     }
     return 0;
 }
 
 /* ============================================================ forward */
 
-/* logits (R,V) = hidden (R,C) @ head^T, converting head rows in chunks
- * when it is not float32 in place. */
+/* logits (R,V) = hidden (R,C) @ head^T; a converted head goes a column
+ * block at a time (never a whole float32 copy of it). */
 static void head_forward(teacher *t, float *logits, const float *hidden, int R) {
-    const cfg_model *c = &t->c;
-    int V = c->vocab, C = c->hidden;
-    if (!conv_size(t->head)) {
-        matmul_forward(logits, hidden, t->head->data, NULL, R, C, V);
-        return;
-    }
-    /* per vocabulary chunk: convert its rows once, one sgemm for all R rows
-     * into a (R, chunk) block, then copy the block into the logits rows */
-    for (int v0 = 0; v0 < V; v0 += t->head_chunk) {
-        int n = V - v0 < t->head_chunk ? V - v0 : t->head_chunk;
-        st_to_f32(t->head, (size_t)v0 * (size_t)C, (size_t)n * (size_t)C, t->wbuf);
-        matmul_forward(t->hblock, hidden, t->wbuf, NULL, R, C, n);
-        for (int r = 0; r < R; r++)
-            memcpy(logits + (size_t)r * V + v0, t->hblock + (size_t)r * n, (size_t)n * sizeof(float));
-    }
+    matmul_weight w = mat(t->head);
+    matmul_forward_seq(logits, hidden, &w, NULL, 1, R, t->c.hidden, t->c.vocab, t->wscratch);
 }
 
-/* matmul_forward on each of B sequences of T rows in turn: a row's bits
- * depend on its position in its own sequence only (layers.c, the 48-row
- * grid), so a sequence gives the same bits alone or inside any batch. */
-static void seq_matmul(float *out, const float *inp, const float *w, const float *b, int B, int T, int C, int OC) {
-    for (int s = 0; s < B; s++)
-        matmul_forward(out + (size_t)s * T * OC, inp + (size_t)s * T * C, w, b, T, C, OC);
+/* B sequences of T rows, each computed as alone (layers.h): a row's bits
+ * depend on its position in its own sequence only, so a sequence gives
+ * the same bits alone or inside any batch. */
+static void seq_matmul(teacher *t, float *out, const float *inp, const matmul_weight *w, const float *b, int B, int T,
+                       int C, int OC) {
+    matmul_forward_seq(out, inp, w, b, B, T, C, OC, t->wscratch);
 }
 
 /* Runs the layers over N = B*Tq rows in t->x; leaves the final-norm output
@@ -282,9 +294,9 @@ static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, f
         rmsnorm_forward(t->h, t->x, w.ln1, N, C, eps);
         float *kd = kc ? kc + (size_t)l * kv_layer_stride + (size_t)kv_off * KD : t->k;
         float *vd = vc ? vc + (size_t)l * kv_layer_stride + (size_t)kv_off * KD : t->v;
-        seq_matmul(t->q, t->h, w.q, w.qb, B, Tq, C, QD);   /* (N, NH*HS) */
-        seq_matmul(kd, t->h, w.k, w.kb, B, Tq, C, KD);     /* (N, NKV*HS) */
-        seq_matmul(vd, t->h, w.v, w.vb, B, Tq, C, KD);
+        seq_matmul(t, t->q, t->h, &w.q, w.qb, B, Tq, C, QD);   /* (N, NH*HS) */
+        seq_matmul(t, kd, t->h, &w.k, w.kb, B, Tq, C, KD);     /* (N, NKV*HS) */
+        seq_matmul(t, vd, t->h, &w.v, w.vb, B, Tq, C, KD);
         if (c->qk_norm) { /* Qwen3: RMSNorm over each head before RoPE */
             rmsnorm_forward(t->q, t->q, w.qn, N * NH, HS, eps);
             rmsnorm_forward(kd, kd, w.kn, N * NKV, HS, eps);
@@ -295,14 +307,14 @@ static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, f
         const float *va = vc ? vc + (size_t)l * kv_layer_stride : t->v;
         float *mass = cap && cap->mass && cap->mass_layer == l + 1 && Tq == Tk ? cap->mass : NULL;
         attention_forward(t->att, mass, t->q, ka, va, valid, B, Tq, Tk, NH, NKV, HS, t->scratch);
-        seq_matmul(t->h, t->att, w.o, w.ob, B, Tq, QD, C);
+        seq_matmul(t, t->h, t->att, &w.o, w.ob, B, Tq, QD, C);
         residual_forward(t->x, t->h, (size_t)N * C);
         /* MLP block */
         rmsnorm_forward(t->h, t->x, w.ln2, N, C, eps);
-        seq_matmul(t->g, t->h, w.gate, NULL, B, Tq, C, I);
-        seq_matmul(t->u, t->h, w.up, NULL, B, Tq, C, I);
+        seq_matmul(t, t->g, t->h, &w.gate, NULL, B, Tq, C, I);
+        seq_matmul(t, t->u, t->h, &w.up, NULL, B, Tq, C, I);
         swiglu_forward(t->g, t->g, t->u, (size_t)N * I);
-        seq_matmul(t->h, t->g, w.down, NULL, B, Tq, I, C);
+        seq_matmul(t, t->h, t->g, &w.down, NULL, B, Tq, I, C);
         residual_forward(t->x, t->h, (size_t)N * C);
         for (int i = 0; cap && i < cap->n_hidden; i++)
             if (cap->hidden_layers[i] == l + 1) memcpy(cap->hidden[i], t->x, (size_t)N * C * sizeof(float));

@@ -55,32 +55,41 @@ void layers_set_threads(int n) {
     (void)layers_threads();
 }
 typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
-typedef struct { range_fn fn; void *arg; size_t i0, i1; } range_part;
+/* the same, told which part (0 .. threads-1) it runs: for per-thread scratch */
+typedef void (*part_fn)(void *arg, int part, size_t i0, size_t i1);
+typedef struct { range_fn fn; part_fn pfn; void *arg; int part; size_t i0, i1; } range_part;
 
 static void *range_thread(void *p) {
     range_part *r = p;
-    r->fn(r->arg, r->i0, r->i1);
+    if (r->pfn) r->pfn(r->arg, r->part, r->i0, r->i1);
+    else r->fn(r->arg, r->i0, r->i1);
     return NULL;
 }
 
-static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, range_fn fn, void *arg);
+static void par_parts(size_t n, size_t min_per_thread, size_t align, range_fn fn, part_fn pfn, void *arg);
 static void par_range(size_t n, size_t min_per_thread, range_fn fn, void *arg) {
-    par_range_aligned(n, min_per_thread, 1, fn, arg);
+    par_parts(n, min_per_thread, 1, fn, NULL, arg);
+}
+static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, range_fn fn, void *arg) {
+    par_parts(n, min_per_thread, align, fn, NULL, arg);
 }
 
-static void par_range_aligned(size_t n, size_t min_per_thread, size_t align, range_fn fn, void *arg) {
+/* [0, n) in contiguous ranges (cut at multiples of align), one per thread,
+ * each at least min_per_thread long; part 0 runs on the calling thread. */
+static void par_parts(size_t n, size_t min_per_thread, size_t align, range_fn fn, part_fn pfn, void *arg) {
     enum { MAXT = 64 };
     int nt = layers_threads();
     if (min_per_thread < 1) min_per_thread = 1;
     if ((size_t)nt > n / min_per_thread) nt = (int)(n / min_per_thread);
-    if (nt <= 1) { fn(arg, 0, n); return; }
+    if (nt < 1) nt = 1;
     range_part parts[MAXT];
     pthread_t th[MAXT];
     int ok[MAXT] = {0};
     for (int t = 0; t < nt; t++) {
         size_t a0 = n * (size_t)t / (size_t)nt / align * align, a1 = t + 1 == nt ? n : n * (size_t)(t + 1) / (size_t)nt / align * align;
-        parts[t] = (range_part){fn, arg, a0, a1};
+        parts[t] = (range_part){fn, pfn, arg, t, a0, a1};
     }
+    if (nt == 1) { range_thread(&parts[0]); return; }
     for (int t = 1; t < nt; t++) ok[t] = pthread_create(&th[t], NULL, range_thread, &parts[t]) == 0;
     for (int t = 1; t < nt; t++)
         if (!ok[t]) range_thread(&parts[t]); /* could not start: run it here */
@@ -250,6 +259,73 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
         min_rows = (size_t)round_up((int)(min_rows < 4096 ? min_rows : 4096), sgemm_grid_rows());
         par_range_aligned((size_t)N, min_rows, (size_t)sgemm_grid_rows(), matmul_rows, &a);
     }
+}
+
+/* ------------------------------------------ batches of whole sequences
+ *
+ * The teacher's matmuls: B sequences of T rows, each computed by the same
+ * calls as matmul_forward on that sequence alone (so its bits do not
+ * depend on B), with a weight that may be stored as F16/BF16 and fetched
+ * as float32 on the way. Wide outputs: each thread fetches one column
+ * block of the weight at a time into its own slice of scratch and runs
+ * every sequence through it while it is in cache; a float32 weight is
+ * read in place in the same order. Narrow ones: the whole weight is
+ * fetched by all threads, then each sequence is a matmul_forward. Why:
+ * converting a layer's BF16 weights in one go, single-threaded, before
+ * its matmuls cost the ~110M forward of bench-forward 0.31 s of its
+ * 1.42 s on 2 cores (63% of sgemm peak; F32 85%); the converted copy
+ * (28 MB a layer) was also out of cache by the time a matmul read it. */
+
+typedef struct {
+    float *out; const float *inp, *bias; const matmul_weight *w; float *scratch; int B, T, C, OC, cb;
+} mseq_args;
+
+static void fetch_rows(void *a, size_t r0, size_t r1) {
+    const mseq_args *m = a;
+    m->w->fetch(m->w->ctx, r0, r1 - r0, m->scratch + r0 * (size_t)m->C);
+}
+
+/* Column blocks [b0, b1) of the thread `part`, for every sequence: the
+ * calls of matmul_colblocks, hence its bits. */
+static void seq_colblocks(void *a, int part, size_t b0, size_t b1) {
+    const mseq_args *m = a;
+    const size_t C = (size_t)m->C, OC = (size_t)m->OC;
+    for (size_t b = b0; b < b1; b++) {
+        int o0 = (int)b * m->cb, n = m->OC - o0 < m->cb ? m->OC - o0 : m->cb;
+        const float *wb = m->w->f32 ? m->w->f32 + (size_t)o0 * C : m->scratch + (size_t)part * m->cb * C;
+        if (!m->w->f32) m->w->fetch(m->w->ctx, (size_t)o0, (size_t)n, (float *)wb);
+        for (int s = 0; s < m->B; s++) {
+            float *out = m->out + (size_t)s * m->T * OC + o0;
+            sgemm_nt(m->T, n, m->C, 1.0f, m->inp + (size_t)s * m->T * C, m->C, wb, m->C, out, m->OC);
+            if (m->bias) add_bias(out, m->bias + o0, m->T, m->OC, n);
+        }
+    }
+}
+
+size_t matmul_seq_scratch_floats(int C, int OC) {
+    if (C <= 0 || OC <= 0) return 0;
+    if (OC < 2 * MATMUL_COL_BLOCK) return (size_t)OC * (size_t)C;
+    size_t nb = ((size_t)OC + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK, nt = (size_t)layers_threads();
+    return (nt < nb ? nt : nb) * MATMUL_COL_BLOCK * (size_t)C;
+}
+
+void matmul_forward_seq(float *out, const float *inp, const matmul_weight *w, const float *bias, int B, int T, int C,
+                        int OC, float *scratch) {
+    // inp (B,T,C), weight (OC,C) as w gives it, bias (OC) -> out (B,T,OC)
+    if (B <= 0 || T <= 0 || OC <= 0) return;
+    mseq_args a = {out, inp, bias, w, scratch, B, T, C, OC, MATMUL_COL_BLOCK};
+    if (C > 0 && OC >= 2 * MATMUL_COL_BLOCK) {
+        size_t nb = ((size_t)OC + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK;
+        par_parts(nb, 1, 1, NULL, seq_colblocks, &a);
+        return;
+    }
+    const float *wt = w->f32;
+    if (!wt && C > 0) { /* ~64K floats a thread at least: a fetch is a copy */
+        par_range((size_t)OC, (65536 + (size_t)C - 1) / (size_t)C, fetch_rows, &a);
+        wt = scratch;
+    }
+    for (int s = 0; s < B; s++)
+        matmul_forward(out + (size_t)s * T * OC, inp + (size_t)s * T * C, wt, bias, T, C, OC);
 }
 
 /* OpenBLAS's small-matrix limit on M*N*K, see matmul_backward */

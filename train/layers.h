@@ -37,6 +37,24 @@ void layers_set_threads(int n);
 /* out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias(OC) (bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+/* A weight (OC,C) for matmul_forward_seq: float32 in place (f32), or
+ * stored otherwise (F16/BF16 say) and written as float32 on demand:
+ * fetch(ctx, r0, n, dst) fills dst (n,C) with rows [r0, r0+n). fetch is
+ * called from several threads at once, on disjoint rows. */
+typedef struct {
+    const float *f32;
+    void (*fetch)(const void *ctx, size_t r0, size_t n, float *dst);
+    const void *ctx;
+} matmul_weight;
+/* out (B,T,OC) = inp (B,T,C) @ weight^T + bias: each of the B sequences
+ * gets exactly the bits matmul_forward gives it alone (on the fetched
+ * float32 weight), so results do not depend on B. A fetched weight is
+ * converted once per call, a column block at a time while it is in cache
+ * for wide outputs. scratch: matmul_seq_scratch_floats(C, OC) floats when
+ * w is fetched (unused otherwise); its size depends on layers_threads(). */
+void matmul_forward_seq(float *out, const float *inp, const matmul_weight *w, const float *bias, int B, int T, int C,
+                        int OC, float *scratch);
+size_t matmul_seq_scratch_floats(int C, int OC);
 /* dinp (N,C) += dout (N,OC) @ weight (OC,C); dweight (OC,C) += dout^T @ inp;
  * dbias (OC) += sum over rows of dout. Any of dinp, dweight, dbias may be
  * NULL (not wanted: e.g. dinp of the first layer's input). */
