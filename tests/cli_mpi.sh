@@ -134,13 +134,14 @@ stop_test sigterm_stops_all_ranks_with_checkpoint "$T/term" "${MPI[@]}" "${R[@]}
 at=$(cat "$T/term/ckpt/latest" 2>/dev/null)
 check resume_after_sigterm 0 "" "${MPI[@]}" "${R[@]}" --stop-after $((150 - 10#${at#step-})) --resume --out "$T/term"
 check sigterm_resumed_equals_uninterrupted 0 "^same" compare "$T/ref" "$T/term" 0
-# one process: the same stop, and exit status 143
-check single_reference 0 "" "$B/sra-train" "${R[@]}" --threads 1 --stop-after 40 --out "$T/sref"
-"$B/sra-train" "${R[@]}" --threads 1 --out "$T/sterm" > "$T/sterm.log" 2>&1 & p=$!; bgpids+=($p)
+# one process: the same stop, and exit status 143; an evaluation every
+# step, so the stop lands on a due one (it must still be written)
+check single_reference 0 "" "$B/sra-train" "${R[@]}" --eval-every 1 --threads 1 --stop-after 40 --out "$T/sref"
+"$B/sra-train" "${R[@]}" --eval-every 1 --threads 1 --out "$T/sterm" > "$T/sterm.log" 2>&1 & p=$!; bgpids+=($p)
 for _ in $(seq 300); do [ -f "$T/sterm/ckpt/latest" ] && break; sleep 0.1; done
 kill -TERM $p; wait $p; rc=$?
 if [ $rc = 143 ] && grep -q "stopped by a signal after step" "$T/sterm.log"; then echo "ok - single_process_sigterm_exit_143"
 else echo "not ok - single_process_sigterm_exit_143 (exit $rc)"; sed 's/^/    /' "$T/sterm.log" | head; fi
 at=$(cat "$T/sterm/ckpt/latest" 2>/dev/null)
-check single_resume_after_sigterm 0 "" "$B/sra-train" "${R[@]}" --threads 1 --stop-after $((40 - 10#${at#step-})) --resume --out "$T/sterm"
+check single_resume_after_sigterm 0 "" "$B/sra-train" "${R[@]}" --eval-every 1 --threads 1 --stop-after $((40 - 10#${at#step-})) --resume --out "$T/sterm"
 check single_sigterm_resumed_equals_uninterrupted 0 "^same" compare "$T/sref" "$T/sterm" 0

@@ -575,7 +575,10 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             sra_progress_update(&prog, (double)step);
         }
         int last = step == stop;
-        if (ev.n > 1 && !stopped && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
+        /* a due evaluation runs even when a signal asked to stop (it is
+         * bounded by --eval-max-windows): the resumed run starts after
+         * this step, and its metrics must equal an uninterrupted run's */
+        if (ev.n > 1 && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
             (rc = eval_log(&m, &ev, c, step, mf, rep, !prog.tty, e)))
             goto out;
         if (mf) fflush(mf);
