@@ -57,7 +57,8 @@ struct teacher {
     float *x, *h, *q, *k, *v, *att, *g, *u, *cos, *sin, *scratch, *logits;
     int32_t *pos;
     size_t scratch_cap;
-    int logit_rows;             /* rows of logits computed at once */
+    int logit_rows;             /* rows of logits computed at once (a multiple of 48) */
+    int logit_cap;              /* rows the logits buffer holds (>= logit_rows) */
     /* KV cache (teacher_gen_*) */
     float *kc, *vc;             /* (L, max_T, NKV*HS) */
     int gen_max, gen_len;
@@ -226,10 +227,15 @@ static int grow_acts(teacher *t, size_t N, int Tq, int Tk) {
         t->scratch_cap = need_s;
     }
     if (!t->logits) {
-        /* logits of at most 64 MiB at a time (never B*T*V for big vocabularies) */
-        size_t rows = ((size_t)16 << 20) / (size_t)c->vocab / HEAD_GRID * HEAD_GRID;
-        t->logit_rows = rows < HEAD_GRID ? HEAD_GRID : rows > 4080 ? 4080 : (int)rows;
-        if (!(t->logits = malloc((size_t)t->logit_rows * (size_t)c->vocab * sizeof(float))))
+        /* logits of at most 64 MiB at a time (never B*T*V for big
+         * vocabularies): blocks of logit_rows, or a whole sequence when it
+         * fits (a head call packs all of lm_head, so one call for a
+         * sequence of 512 beats 480 + 32 rows: 2% of the 110M forward) */
+        size_t cap = ((size_t)16 << 20) / (size_t)c->vocab;
+        cap = cap < HEAD_GRID ? HEAD_GRID : cap > 4080 ? 4080 : cap;
+        t->logit_cap = (int)cap;
+        t->logit_rows = (int)(cap / HEAD_GRID * HEAD_GRID);
+        if (!(t->logits = malloc(cap * (size_t)c->vocab * sizeof(float))))
             return fail(t, "out of memory for logits");
     }
     /* scratch for converted matrices: the largest any matmul asks for
@@ -391,12 +397,12 @@ int teacher_forward(teacher *t, const int32_t *ids, const uint8_t *valid, int B,
     int C = c->hidden;
     if (cap && cap->final_hidden) memcpy(cap->final_hidden, t->h, N * C * sizeof(float));
     if (!cap || (!cap->topk && !cap->logits)) return 0;
-    if (!cap->rows) { /* blocks of logit_rows (a multiple of 48) from each sequence's start */
+    if (!cap->rows) { /* the rest of the sequence, or blocks of logit_rows (a multiple of 48) from its start */
         for (size_t s0 = 0; s0 < N; s0 += (size_t)T)
-            for (size_t r0 = s0; r0 < s0 + (size_t)T; r0 += (size_t)t->logit_rows) {
-                int R = s0 + T - r0 < (size_t)t->logit_rows ? (int)(s0 + T - r0) : t->logit_rows;
-                head_forward(t, t->logits, t->h + r0 * C, R);
-                head_outputs(t, cap, t->logits, R, r0, NULL);
+            for (size_t r0 = s0, R; r0 < s0 + (size_t)T; r0 += R) {
+                R = s0 + T - r0 <= (size_t)t->logit_cap ? s0 + T - r0 : (size_t)t->logit_rows;
+                head_forward(t, t->logits, t->h + r0 * C, (int)R);
+                head_outputs(t, cap, t->logits, (int)R, r0, NULL);
             }
         return 0;
     }
