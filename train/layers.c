@@ -595,27 +595,48 @@ size_t attention_scratch_floats(int Tq, int Tk) {
 // saturates, which cannot happen here (x = score - row max <= 0).
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+/* GCC warns that a 32-byte vector passed by value changes the ABI when AVX
+ * is off; the only such function, exp8, is always inlined, so no call in
+ * this file passes one. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
-static inline v4f exp4(v4f x) {
-    const v4f lo = {-87.33654f, -87.33654f, -87.33654f, -87.33654f};
-    const v4f hi = {88.72283f, 88.72283f, 88.72283f, 88.72283f};
-    v4i under = x < lo; // lanes all-ones where true; bit casts between same-size vectors
-    v4f xc = (v4f)((under & (v4i)lo) | (~under & (v4i)x));
-    v4i over = xc > hi;
-    xc = (v4f)((over & (v4i)hi) | (~over & (v4i)xc));
-    const v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f};
-    v4f n = (xc * 1.44269504088896341f + magic) - magic; // round to nearest
-    v4f r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    v4f scale = (v4f)((__builtin_convertvector(n, v4i) + 127) << 23);
-    return (v4f)((v4i)(p * scale) & ~under);
-}
+/* The exp-bound loops (softmax rows, log-softmax sums, SwiGLU) are built
+ * twice on x86-64, for AVX2 and for the baseline, and the loader picks one
+ * per CPU (GCC/Clang target_clones). Both run the same lane-wise
+ * operations without FMA contraction (-std=c11 keeps it off), so results
+ * are bit-identical on every x86-64 CPU; only the speed differs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define SRA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SRA_AVX2_CLONES
+#endif
+
+/* One body for every width (the same operations lane by lane, so a lane's
+ * bits do not depend on the width that computed it). Scalars broadcast. */
+#define SRA_DEFINE_EXPV(name, vf, vi)                                        \
+    static inline __attribute__((always_inline)) vf name(vf x) {            \
+        const vf zero = {0}, lo = zero - 87.33654f, hi = zero + 88.72283f;  \
+        vi under = x < lo; /* all-ones where true */                       \
+        vf xc = (vf)((under & (vi)lo) | (~under & (vi)x));                  \
+        vi over = xc > hi;                                                  \
+        xc = (vf)((over & (vi)hi) | (~over & (vi)xc));                      \
+        vf n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;    \
+        vf r = xc - n * 0.693359375f;                                       \
+        r = r - n * -2.12194440e-4f;                                        \
+        vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;                     \
+        p = p * r + 8.3334519073e-3f;                                       \
+        p = p * r + 4.1665795894e-2f;                                       \
+        p = p * r + 1.6666665459e-1f;                                       \
+        p = p * r + 5.0000001201e-1f;                                       \
+        p = p * r * r + r + 1.0f;                                           \
+        vf scale = (vf)((__builtin_convertvector(n, vi) + 127) << 23);      \
+        return (vf)((vi)(p * scale) & ~under);                              \
+    }
+SRA_DEFINE_EXPV(exp4, v4f, v4i)
+/* 8 lanes: two SSE halves by default, one AVX register in the AVX2 clones */
+SRA_DEFINE_EXPV(exp8, v8f, v8i)
 
 // max of x (n), -inf if n == 0; 8 independent lanes (GCC makes them one
 // maxps): a single running max is a serial chain, and it showed in profiles
@@ -644,19 +665,20 @@ static float max_f32(const float *x, int n) {
 // row inside its block). Max subtracted in float, sum in double. Padding
 // keys become -inf first so that the loops below are branch-free; the sum
 // runs in 8 lanes for the same reason as max_f32.
-static float softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
+SRA_AVX2_CLONES static float softmax_causal(float *p, int n, int nk, const uint8_t *valid) {
     if (valid)
         for (int j = 0; j < n; j++)
             if (!valid[j]) p[j] = -INFINITY;
     const float mx = max_f32(p, n);
     double sum = 0.0;
     int j = 0;
-    const v4f m4 = {mx, mx, mx, mx};
-    for (; j + 16 <= n; j += 16) { // 4 vectors; partial sums in float, then double
+    for (; j + 16 <= n; j += 16) { // exps 8 at a time; partial sums of 4 vectors in float, then double
+        v8f e0, e1;
+        memcpy(&e0, p + j, 32); memcpy(&e1, p + j + 8, 32);
+        e0 = exp8(e0 - mx); e1 = exp8(e1 - mx); // exp(-inf) = 0 at padding
+        memcpy(p + j, &e0, 32); memcpy(p + j + 8, &e1, 32);
         v4f a, b, c, d;
         memcpy(&a, p + j, 16); memcpy(&b, p + j + 4, 16); memcpy(&c, p + j + 8, 16); memcpy(&d, p + j + 12, 16);
-        a = exp4(a - m4); b = exp4(b - m4); c = exp4(c - m4); d = exp4(d - m4); // exp(-inf) = 0 at padding
-        memcpy(p + j, &a, 16); memcpy(p + j + 4, &b, 16); memcpy(p + j + 8, &c, 16); memcpy(p + j + 12, &d, 16);
         v4f t = (a + b) + (c + d);
         sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
     }
@@ -1025,9 +1047,16 @@ void attention_forward_ref(float *out, float *mass, const float *q, const float 
 
 typedef struct { float *out; const float *gate, *up; } swiglu_args;
 
-static void swiglu_range(void *a, size_t i0, size_t i1) {
+SRA_AVX2_CLONES static void swiglu_range(void *a, size_t i0, size_t i1) {
     swiglu_args *s = a;
     const v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
+    for (; i0 + 8 <= i1; i0 += 8) { // the 4-lane loop's operations, 8 lanes at a time
+        v8f g, u;
+        memcpy(&g, s->gate + i0, 32);
+        memcpy(&u, s->up + i0, 32);
+        v8f o = g / (1.0f + exp8(-g)) * u;
+        memcpy(s->out + i0, &o, 32);
+    }
     for (; i0 + 4 <= i1; i0 += 4) { // exp(-g) saturates for g < -88.7: silu -> ~-0, its limit
         v4f g, u;
         memcpy(&g, s->gate + i0, 16);
@@ -1113,14 +1142,16 @@ static void topk_sift(float *val, int32_t *id, int n, int i) {
 // sum of exp(x[i] - mx) over x (n): exp in float (x - max <= 0: no
 // overflow, relative error ~1 ulp), summed in double over 16 lanes reduced
 // in a fixed order. Shared by top-k and cross-entropy.
-static double sum_exp_f32(const float *x, int n, float mx) {
+SRA_AVX2_CLONES static double sum_exp_f32(const float *x, int n, float mx) {
     double sum = 0.0;
     int i = 0;
-    const v4f m4 = {mx, mx, mx, mx};
-    for (; i + 16 <= n; i += 16) {
+    for (; i + 16 <= n; i += 16) { // exps 8 at a time, summed as 4 vectors of 4
+        v8f e[2];
+        memcpy(&e[0], x + i, 32); memcpy(&e[1], x + i + 8, 32);
+        e[0] = exp8(e[0] - mx); e[1] = exp8(e[1] - mx);
         v4f a, b, c, d;
-        memcpy(&a, x + i, 16); memcpy(&b, x + i + 4, 16); memcpy(&c, x + i + 8, 16); memcpy(&d, x + i + 12, 16);
-        v4f t = (exp4(a - m4) + exp4(b - m4)) + (exp4(c - m4) + exp4(d - m4));
+        memcpy(&a, (float *)e, 16); memcpy(&b, (float *)e + 4, 16); memcpy(&c, (float *)e + 8, 16); memcpy(&d, (float *)e + 12, 16);
+        v4f t = (a + b) + (c + d);
         sum += (double)((t[0] + t[1]) + (t[2] + t[3]));
     }
     for (; i < n; i++) sum += expf(x[i] - mx);
