@@ -2,8 +2,13 @@
  * bench-forward - teacher forward throughput (issue 5): a ~100M-parameter
  * random Llama (C 768, 12 layers, 12 heads, MLP 2048, vocab 32000, tied
  * head) written as F32 safetensors to a temp folder, run at B x T = 1 x 512
- * with top-64 capture, beside OpenBLAS sgemm GFLOP/s on the forward's own
- * largest matmul shape measured in the same run.
+ * with top-64 capture, beside OpenBLAS sgemm GFLOP/s (all threads) on the
+ * forward's MLP shape and on 1024^3, measured in the same run: between the
+ * forwards, each time over as many flops as one forward, best of each.
+ * Why so: on a shared or boosting machine (this project's 2-core VMs vary
+ * by +-15% within seconds) the best of single ~15 ms calls caught quiet
+ * moments that a ~1 s forward never gets, and a peer timed after all the
+ * forwards saw a different machine than they did.
  *
  *   build/bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]
  *   build/bench-forward --write-model DIR [--dtype F32|BF16]
