@@ -13,7 +13,9 @@ echo "== bench-cache (cache write/read throughput, compression)"
 echo
 echo "== teacher forward: ~100M-parameter random Llama, T=512 (extract/teacher.h) vs OpenBLAS sgemm in the same run"
 "$BUILD/bench-forward" --T 512 --reps 5
-"$BUILD/bench-forward" --T 512 --reps 5 --dtype BF16 | grep -E "^forward|forward /|BENCH_JSON"
+echo "(BF16 and F16 weights, converted inside each matmul:)"
+"$BUILD/bench-forward" --T 512 --reps 5 --dtype BF16 | grep -E "^forward|forward /|RSS|BENCH_JSON"
+"$BUILD/bench-forward" --T 512 --reps 5 --dtype F16 | grep -E "^forward|forward /|RSS|BENCH_JSON"
 echo "(B=4 sequences of 512, an extraction batch:)"
 "$BUILD/bench-forward" --T 512 --B 4 --reps 3 | grep -E "^forward|forward /|BENCH_JSON"
 

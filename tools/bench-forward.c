@@ -10,8 +10,8 @@
  * moments that a ~1 s forward never gets, and a peer timed after all the
  * forwards saw a different machine than they did.
  *
- *   build/bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]
- *   build/bench-forward --write-model DIR [--dtype F32|BF16]
+ *   build/bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16|F16]
+ *   build/bench-forward --write-model DIR [--dtype F32|BF16|F16]
  * The second form only writes the model into DIR (for bench-extract, which
  * adds a tokenizer.json with a 32000-token vocabulary).
  */
@@ -40,8 +40,10 @@ static float frand(void) {
 
 typedef struct { char name[96]; int64_t d0, d1; int ones; } spec;
 
-/* Writes DIR/config.json and DIR/model.safetensors (F32 or BF16). */
-static int write_model(const char *dir, int bf16) {
+/* Writes DIR/config.json and DIR/model.safetensors in dtype "F32", "BF16"
+ * or "F16". */
+static int write_model(const char *dir, const char *dtype) {
+    int half = strcmp(dtype, "F32") != 0, bf16 = !strcmp(dtype, "BF16");
     spec sp[4 + ML * 9];
     int n = 0;
     sp[n++] = (spec){"model.embed_tokens.weight", MV, MC, 0};
@@ -57,7 +59,7 @@ static int write_model(const char *dir, int bf16) {
             n++;
         }
     }
-    size_t esz = bf16 ? 2 : 4;
+    size_t esz = half ? 2 : 4;
     char *hdr = malloc(1 << 20);
     size_t hl = 0, off = 0;
     hl += (size_t)sprintf(hdr + hl, "{");
@@ -65,11 +67,11 @@ static int write_model(const char *dir, int bf16) {
         int64_t numel = sp[i].d0 * (sp[i].d1 ? sp[i].d1 : 1);
         if (sp[i].d1)
             hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
-                                  i ? "," : "", sp[i].name, bf16 ? "BF16" : "F32", (long long)sp[i].d0,
+                                  i ? "," : "", sp[i].name, dtype, (long long)sp[i].d0,
                                   (long long)sp[i].d1, off, off + (size_t)numel * esz);
         else
             hl += (size_t)sprintf(hdr + hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
-                                  i ? "," : "", sp[i].name, bf16 ? "BF16" : "F32", (long long)sp[i].d0, off,
+                                  i ? "," : "", sp[i].name, dtype, (long long)sp[i].d0, off,
                                   off + (size_t)numel * esz);
         off += (size_t)numel * esz;
     }
@@ -86,9 +88,9 @@ static int write_model(const char *dir, int bf16) {
     for (int i = 0; i < n; i++) {
         size_t numel = (size_t)sp[i].d0 * (size_t)(sp[i].d1 ? sp[i].d1 : 1);
         for (size_t j = 0; j < numel; j++) buf[j] = sp[i].ones ? 1.0f : frand();
-        if (bf16) {
+        if (half) { /* in place: element j's 2 bytes land below float j's 4 */
             uint16_t *b = (uint16_t *)buf;
-            for (size_t j = 0; j < numel; j++) b[j] = sra_f32_to_bf16(buf[j]);
+            for (size_t j = 0; j < numel; j++) b[j] = bf16 ? sra_f32_to_bf16(buf[j]) : sra_f32_to_f16(buf[j]);
         }
         fwrite(buf, esz, numel, f);
     }
@@ -139,26 +141,33 @@ static void peer_run(peer *p, int threads, int calls) {
 static double peer_gflops(const peer *p) { return 2.0 * p->M * p->N * p->K / p->best / 1e9; }
 
 int main(int argc, char **argv) {
-    int reps = 3, B = 1, T = 512, bf16 = 0;
+    int reps = 3, B = 1, T = 512;
+    const char *dtype = "F32";
     const char *write_to = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--write-model") && i + 1 < argc) { write_to = argv[++i]; continue; }
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) bf16 = !strcmp(argv[++i], "BF16");
-        else { fprintf(stderr, "usage: bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16]\n"); return 2; }
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            dtype = argv[++i];
+            if (strcmp(dtype, "F32") && strcmp(dtype, "BF16") && strcmp(dtype, "F16")) {
+                fprintf(stderr, "bench-forward: --dtype '%s': expected F32, BF16 or F16\n", dtype);
+                return 2;
+            }
+        }
+        else { fprintf(stderr, "usage: bench-forward [--reps N] [--B B] [--T T] [--dtype F32|BF16|F16]\n"); return 2; }
     }
     if (reps < 1 || B < 1 || T < 1 || T > 2048) { fprintf(stderr, "bench-forward: bad arguments\n"); return 2; }
     if (write_to) {
         if (mkdir(write_to, 0777) && errno != EEXIST) { perror(write_to); return 1; }
-        if (write_model(write_to, bf16)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", write_to); return 1; }
+        if (write_model(write_to, dtype)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", write_to); return 1; }
         return 0;
     }
     char dir[] = "/tmp/sra-bench-forward-XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     double t0 = sra_now();
-    if (write_model(dir, bf16)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", dir); return 1; }
+    if (write_model(dir, dtype)) { fprintf(stderr, "bench-forward: cannot write the model in %s\n", dir); return 1; }
     double tw = sra_now() - t0;
     teacher *t = NULL;
     int rc = 1;
@@ -192,7 +201,7 @@ int main(int argc, char **argv) {
     free(pm.a); free(pm.b); free(pm.c); free(psq.a); free(psq.b); free(psq.c);
     double peak = peak_mlp > peak_sq ? peak_mlp : peak_sq;
     printf("bench-forward: random llama C=%d L=%d NH=%d I=%d V=%d (%.1fM params, %s, written in %.1f s), B=%d T=%d\n",
-           MC, ML, MNH, MI, MV, (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI)) / 1e6, bf16 ? "BF16" : "F32", tw, B, T);
+           MC, ML, MNH, MI, MV, (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI)) / 1e6, dtype, tw, B, T);
     printf("forward: %.3f s best of %d, %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP)\n", best, reps, N / best, gf,
            flops / 1e9);
     printf("sgemm peer (%d threads): %.1f GFLOP/s at (%zu x %d x %d), %.1f GFLOP/s at 1024^3\n", layers_threads(),
@@ -202,11 +211,11 @@ int main(int argc, char **argv) {
      * activations + one layer of converted weights when F16/BF16 */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double wbytes = (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI) + (2.0 * ML + 1) * MC) * (bf16 ? 2 : 4);
+    double wbytes = (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI) + (2.0 * ML + 1) * MC) * (strcmp(dtype, "F32") ? 2 : 4);
     printf("peak RSS %.0f MB, weights file %.0f MB\n", ru.ru_maxrss / 1024.0, wbytes / 1e6);
     printf("BENCH_JSON {\"bench\":\"forward\",\"dtype\":\"%s\",\"B\":%d,\"T\":%d,\"seconds\":%.4f,\"tokens_per_s\":%.1f,"
            "\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"ratio\":%.3f}\n",
-           bf16 ? "BF16" : "F32", B, T, best, N / best, gf, peak, gf / peak);
+           dtype, B, T, best, N / best, gf, peak, gf / peak);
     rc = 0;
     free(ids); free(tk); free(lp); free(tail); free(mass); free(fin);
 done:
