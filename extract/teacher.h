@@ -5,10 +5,11 @@
  *
  * Model: config.json (config.h: llama, mistral, qwen2, qwen3) and
  * *.safetensors (safetensors.h). Weights stay in the read-only mapping:
- * F32 tensors are used in place (no second copy), F16/BF16 ones are
- * converted layer by layer into one reusable buffer as the forward reaches
- * them (the embedding rows are converted as they are looked up). Peak
- * memory is the mapping plus one layer's converted weights plus the
+ * F32 tensors are used in place (no second copy); F16/BF16 matrices are
+ * converted inside each matmul, a block of rows at a time into a per-thread
+ * scratch (layers.h matmul_forward_seq), vectors once per layer, and the
+ * embedding rows as they are looked up. Peak memory is the mapping plus
+ * that scratch (at most one matrix, or threads x 1024 rows) plus the
  * activations of one batch.
  *
  * Forward over a batch of B sequences of up to T tokens, right-padded

@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
            peak_mlp, N, MI, MC, peak_sq);
     printf("forward / sgemm peak: %.0f%% (target >= 70%%)\n", 100.0 * gf / peak);
     /* peak memory: the mapped weights (F32 used in place) + one batch of
-     * activations + one layer of converted weights when F16/BF16 */
+     * activations + the conversion scratch when F16/BF16 */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double wbytes = (MV * (double)MC + ML * (4.0 * MC * MC + 3.0 * MC * MI) + (2.0 * ML + 1) * MC) * (strcmp(dtype, "F32") ? 2 : 4);
