@@ -25,6 +25,7 @@
 #include "util.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>
 #define SRA_X86 1
@@ -664,7 +665,8 @@ static void f16_rows(const uint8_t *p, size_t n, float *out) {
     static _Atomic int has_f16c = -1; /* threads racing here all find the same */
     int h = atomic_load_explicit(&has_f16c, memory_order_relaxed);
     if (h < 0) {
-        h = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        unsigned a, b, c, d; /* F16C from CPUID itself: clang 14 knows no "f16c" feature name */
+        h = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
         atomic_store_explicit(&has_f16c, h, memory_order_relaxed);
     }
     if (h) i = f16_rows_f16c(p, n, out);
