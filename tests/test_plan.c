@@ -32,8 +32,8 @@ static tok_tokenizer *load(const char *name) {
 }
 
 static const char *TEXTS[] = {
-    "Once upon a time, there was a little girl named Lily. She liked to play outside.\n\n"
-    "One day she saw a big dog. \"Hello!\" said the dog.   It wagged its tail.",
+    ("Once upon a time, there was a little girl named Lily. She liked to play outside.\n\n"
+     "One day she saw a big dog. \"Hello!\" said the dog.   It wagged its tail."), /* one text */
     "  leading spaces and trailing ones   ",
     "tabs\tand\nnewlines\r\n\r\nand\u00a0no-break\u3000spaces, numbers 12345 and punctuation!?",
     "x",
