@@ -292,8 +292,12 @@ static void seq_colblocks(void *a, int part, size_t b0, size_t b1) {
     const size_t C = (size_t)m->C, OC = (size_t)m->OC;
     for (size_t b = b0; b < b1; b++) {
         int o0 = (int)b * m->cb, n = m->OC - o0 < m->cb ? m->OC - o0 : m->cb;
-        const float *wb = m->w->f32 ? m->w->f32 + (size_t)o0 * C : m->scratch + (size_t)part * m->cb * C;
-        if (!m->w->f32) m->w->fetch(m->w->ctx, (size_t)o0, (size_t)n, (float *)wb);
+        const float *wb = m->w->f32 ? m->w->f32 + (size_t)o0 * C : NULL;
+        if (!wb) { /* into this thread's slice of scratch */
+            float *conv = m->scratch + (size_t)part * m->cb * C;
+            m->w->fetch(m->w->ctx, (size_t)o0, (size_t)n, conv);
+            wb = conv;
+        }
         for (int s = 0; s < m->B; s++) {
             float *out = m->out + (size_t)s * m->T * OC + o0;
             sgemm_nt(m->T, n, m->C, 1.0f, m->inp + (size_t)s * m->T * C, m->C, wb, m->C, out, m->OC);
