@@ -165,15 +165,23 @@ check_exit() { # WANT_RC LOG: prints LOG, succeeds when the recorded status is W
     [ "$rc" = "$1" ] || { echo "(exit $rc, wanted $1)"; return 1; }
 }
 
+# signal_run OUT SECONDS SIGNAL CONDITION: the extraction into OUT in the
+# background (log OUT.log, exit status OUT.log.rc); SIGNAL once CONDITION
+# holds (or the run has ended, or SECONDS passed), then waits for it.
+signal_run() {
+    local out=$1 secs=$2 sig=$3 cond=$4 sp
+    ( "$X" "${EXTRACT_ARGS[@]}" --quiet --out "$out" > "$out.log" 2>&1; echo $? > "$out.log.rc" ) & sp=$!
+    bgpids=("$sp")
+    wait_for "$secs" eval "$cond || ! kill -0 $sp 2>/dev/null"
+    pkill -"$sig" -P "$sp" -x sra-extract 2>/dev/null
+    wait "$sp"
+    bgpids=()
+}
+
 # SIGTERM mid-shard: the first shard is complete and a .tmp is being
 # written; the process stops within a record, removes that .tmp and exits
 # 143 with one line saying what happened and what to do.
-( "$X" "${EXTRACT_ARGS[@]}" --quiet --out "$T/sig" > "$T/sig.log" 2>&1; echo $? > "$T/sig.log.rc" ) & sp=$!
-bgpids=("$sp")
-wait_for 60 eval '[ -e "$T/sig/shard-00000-of-00008.h5" ] && tmp_of "$T/sig" 1 || ! kill -0 $sp 2>/dev/null'
-pkill -TERM -P "$sp" -x sra-extract 2>/dev/null
-wait "$sp"
-bgpids=()
+signal_run "$T/sig" 60 TERM '[ -e "$T/sig/shard-00000-of-00008.h5" ] && tmp_of "$T/sig" 1'
 scheck sigterm_exit_143 0 "stopped by SIGTERM while making shard 1 of 8 \(its partial file was removed\).*run the same command again to resume" \
     check_exit 143 "$T/sig.log"
 scheck sigterm_no_tmp 0 "no .tmp" no_tmp "$T/sig"
@@ -184,12 +192,7 @@ scheck sigterm_resume_kept 0 "complete True, 8 of 8" manifest_complete "$T/sig"
 scheck sigterm_resume_same 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/sig" "$T/ref"
 
 # SIGINT (Ctrl-C) early: exit 130, nothing partial left
-( "$X" "${EXTRACT_ARGS[@]}" --quiet --out "$T/int" > "$T/int.log" 2>&1; echo $? > "$T/int.log.rc" ) & sp=$!
-bgpids=("$sp")
-wait_for 20 eval '[ -e "$T/int/settings.json" ] || ! kill -0 $sp 2>/dev/null'
-pkill -INT -P "$sp" -x sra-extract 2>/dev/null
-wait "$sp"
-bgpids=()
+signal_run "$T/int" 20 INT '[ -e "$T/int/settings.json" ]'
 scheck sigint_exit_130 0 "stopped by SIGINT (while|before) .*; run the same command again to resume" check_exit 130 "$T/int.log"
 scheck sigint_no_tmp 0 "no .tmp" no_tmp "$T/int"
 
