@@ -113,10 +113,12 @@ static int write_model(const char *dir, const char *dtype) {
  * single-threaded under their own threads, see train/layers.h). */
 typedef struct { int M, N, K; float *a, *b, *c; double best; } peer;
 
-static void peer_init(peer *p, int M, int N, int K) {
+static int peer_init(peer *p, int M, int N, int K) {
     *p = (peer){M, N, K, malloc((size_t)M * K * 4), malloc((size_t)N * K * 4), malloc((size_t)M * N * 4), 1e30};
+    if (!p->a || !p->b || !p->c) return -1;
     for (size_t i = 0; i < (size_t)M * K; i++) p->a[i] = frand();
     for (size_t i = 0; i < (size_t)N * K; i++) p->b[i] = frand();
+    return 0;
 }
 
 /* One untimed call, then `calls` back to back timed as one stretch (as
@@ -184,8 +186,10 @@ int main(int argc, char **argv) {
      * between the forwards: on a shared machine both then see the same
      * quiet and busy moments, and the best of each is compared */
     peer pm, psq;
-    peer_init(&pm, (int)N, MI, MC);
-    peer_init(&psq, 1024, 1024, 1024);
+    if (peer_init(&pm, (int)N, MI, MC) || peer_init(&psq, 1024, 1024, 1024)) {
+        fprintf(stderr, "bench-forward: out of memory for the sgemm peer\n");
+        goto done;
+    }
     double best = 1e30, flops = teacher_forward_flops(c, B, T);
     int calls_m = (int)(flops / (2.0 * pm.M * pm.N * pm.K)) + 1, calls_sq = (int)(flops / (2.0 * 1024 * 1024 * 1024)) + 1;
     for (int r = 0; r < reps; r++) {
