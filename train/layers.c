@@ -1046,6 +1046,49 @@ void attention_forward_ref(float *out, float *mass, const float *q, const float 
     free(s);
 }
 
+void attention_last_mass(float *w, const float *q, const float *k, const uint8_t *valid, int B, int T, int NH,
+                         int NKV, int HS) {
+    // q (B,T,NH,HS), k (B,T,NKV,HS), valid (B,T) -> w (B,T)
+    if (B <= 0 || T <= 0 || NKV <= 0 || NH % NKV) return;
+    const int rep = NH / NKV;
+    const double scale = 1.0 / sqrt((double)HS);
+    double *s = malloc(sizeof(double) * (size_t)T * 2);
+    if (!s) { // the contract has no error path: make the failure impossible to miss
+        for (size_t i = 0; i < (size_t)B * T; i++) w[i] = NAN;
+        return;
+    }
+    double *acc = s + T;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *vb = valid ? valid + (size_t)b * T : NULL;
+        float *wb = w + (size_t)b * T;
+        int last = T - 1;
+        while (vb && last >= 0 && !vb[last]) last--;
+        for (int t = 0; t < T; t++) { acc[t] = 0.0; wb[t] = 0.0f; }
+        if (last < 0) continue;
+        for (int h = 0; h < NH; h++) { // softmax of the last query's scores, one head at a time
+            const float *qt = q + (((size_t)b * T + last) * NH + h) * HS;
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j <= last; j++) {
+                if (vb && !vb[j]) continue;
+                const float *kj = k + (((size_t)b * T + j) * NKV + h / rep) * HS;
+                double dot = 0.0;
+                for (int d = 0; d < HS; d++) dot += (double)qt[d] * kj[d];
+                s[j] = dot * scale;
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int j = 0; j <= last; j++) {
+                s[j] = (vb && !vb[j]) ? 0.0 : exp(s[j] - mx);
+                sum += s[j];
+            }
+            for (int j = 0; j <= last; j++) acc[j] += s[j] / sum;
+        }
+        double tot = 0.0; // = NH up to rounding; normalized as the definition says
+        for (int j = 0; j <= last; j++) tot += acc[j];
+        for (int j = 0; j <= last; j++) wb[j] = (float)(acc[j] / tot);
+    }
+    free(s);
+}
+
 // ----------------------------------------------------------------------------
 // elementwise
 

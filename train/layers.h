@@ -120,6 +120,19 @@ void attention_forward(float *out, float *mass, const float *q, const float *k, 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                         const float *v, const float *out, const uint8_t *valid, int B, int T, int NH, int NKV,
                         int HS);
+/* The paper preset's token weights (method.md §9.1, mass rule last:L):
+ * the attention of each sequence's LAST real query in this layer, summed
+ * over heads and normalized over the keys:
+ *   w_t = sum_h A_h[q*, t] / sum_t' sum_h A_h[q*, t'],  q* = the last
+ *   position with valid = 1 (valid is a prefix of each row; NULL = all real).
+ * Every row of A sums to 1, so this is the head mean of the last query's
+ * probabilities. q (B,T,NH,HS) and k (B,T,NKV,HS) post-RoPE, as attention
+ * saw them; w (B,T): 0 at padding keys; a row without a valid token is all
+ * 0. Not floored (the users floor each token at SPAN_MASS_FLOOR, as every
+ * mass). Scores, exponentials and sums in double: O(B NH T HS), no
+ * scratch, one query row per sequence (no T x T block). */
+void attention_last_mass(float *w, const float *q, const float *k, const uint8_t *valid, int B, int T, int NH,
+                         int NKV, int HS);
 /* Plain loops, same contract, for the tests. */
 void attention_forward_ref(float *out, float *mass, const float *q, const float *k, const float *v,
                            const uint8_t *valid, int B, int Tq, int Tk, int NH, int NKV, int HS);
