@@ -13,9 +13,12 @@ arrays (row-major) plus their sizes:
                         t_key (teacher vocab), s_key (V_S)
     uld:                V_S k, z, t_lp
     mined:              V_S k, z, t_ids, t_lp, t2s (teacher vocab)
+    head_kl:            S K dS dT V_S tau tau2, W (S, optional: absent =
+                        every span weight 1), cS (S*dS), cT (S*dT),
+                        WT (K*dT), WS (V_S*dS), s_ids (K)
 OUT.json: {"results": [{"loss": L, "grads": {NAME: flat list},
 "shared_mass": m (logit_kl), "sra_ref": L from ../shared/tools/sra_ref.py
-(span_cos, geo, logit_kl; null where it has no value)}, ...]}.
+(span_cos, geo, logit_kl, head_kl; null where it has no value)}, ...]}.
 
 sra_ref.py comes from $SRA_SHARED/tools (default /work/shared/tools).
 Run with /usr/bin/python3 (torch, numpy, regex).
@@ -153,7 +156,34 @@ def mined(c):
     return L, {"z": z.grad}, {}
 
 
-FNS = {"span_cos": span_cos, "span_mse": span_mse, "geo": geo, "logit_kl": logit_kl, "uld": uld, "mined": mined}
+def head_kl(c):
+    """method.md §9.2: each side's LM head on its span CoMs, over the shared
+    pairs; f * sum_s w_s KL(softmax(zT/tau) || softmax(zS/tau))."""
+    S, K, dS, dT, V, tau = c["S"], c["K"], c["dS"], c["dT"], c["V_S"], c["tau"]
+    f = tau * tau if c["tau2"] else 1.0
+    w = t64(c["W"]) if "W" in c else torch.ones(S)
+    cS, WS = t64(c["cS"], (S, dS), True), t64(c["WS"], (V, dS), True)
+    cT, WT = t64(c["cT"], (S, dT)), t64(c["WT"], (K, dT))
+    ids = torch.tensor(c["s_ids"], dtype=torch.int64)
+    lT = torch.log_softmax(cT @ WT.T / tau, 1)
+    lS = torch.log_softmax(cS @ WS[ids].T / tau, 1)
+    L = f * (w * (torch.exp(lT) * (lT - lS)).sum(1)).sum()
+    L.backward()
+    # the oracle: its head_T is the full teacher head, here the K rows in
+    # pair order (ids_T = 0..K-1); it has no weights and no tau^2, so a
+    # weighted case sums it span by span
+    a = dict(head_T=WT.numpy(), head_S=WS.detach().numpy(), ids_T=np.arange(K), ids_S=np.array(c["s_ids"]), tau=tau)
+    cSn, cTn = cS.detach().numpy(), cT.numpy()
+    if "W" in c:
+        ref = f * sum(float(c["W"][s]) * sra_ref.head_logit_kl(com_T=cTn[s:s + 1], com_S=cSn[s:s + 1], **a)
+                      for s in range(S))
+    else:
+        ref = f * sra_ref.head_logit_kl(com_T=cTn, com_S=cSn, **a)
+    return L, {"cS": cS.grad, "WS": WS.grad}, {"sra_ref": ref}
+
+
+FNS = {"span_cos": span_cos, "span_mse": span_mse, "geo": geo, "logit_kl": logit_kl, "uld": uld, "mined": mined,
+       "head_kl": head_kl}
 
 
 def main():

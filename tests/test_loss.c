@@ -10,7 +10,12 @@
  *   - gradients accumulate (+=), `scale` scales them (negative too), NULL
  *     gradients leave the value unchanged;
  *   - guarded norms (zero rows give no NaN) and timings at full size
- *     (V_S = 150k, S = 300, dS = 1024, dT = 4096).
+ *     (V_S = 150k, S = 300, dS = 1024, dT = 4096);
+ *   - the paper preset's head KL (loss_head_kl, method.md §9.2): against
+ *     torch and, for the value, directly against sra_ref.head_logit_kl
+ *     (1e-5 relative); dWS touches only the rows s_ids; one gradient alone
+ *     equals the same gradient asked with the other; timed at S = 300,
+ *     K = 40000, dS = 768, dT = 2048.
  * Prints the measured max errors.
  */
 #include <math.h>
@@ -49,8 +54,8 @@ static float *rand_buf(size_t n, float amp) {
 // ----------------------------------------------------------------------------
 // cases
 
-enum { F_COS, F_MSE, F_GEO, F_KL, F_ULD, F_MINED };
-static const char *fn_names[] = {"span_cos", "span_mse", "geo", "logit_kl", "uld", "mined"};
+enum { F_COS, F_MSE, F_GEO, F_KL, F_ULD, F_MINED, F_HEAD, NFN };
+static const char *fn_names[] = {"span_cos", "span_mse", "geo", "logit_kl", "uld", "mined", "head_kl"};
 
 typedef struct {
     int fn;
@@ -63,6 +68,12 @@ typedef struct {
     float tau;
     float *z, *t_lp;
     int32_t *t_ids, *t_key, *s_key, *t2s;
+    /* head_kl (the paper's span logits): W is the optional span weight
+     * (NULL = all 1), WT (K,dT) teacher head rows, WS (V_S,dS) the student
+     * head, s_ids (K) the pairs' student ids */
+    float *WT, *WS;
+    int32_t *s_ids;
+    int tau2;
     /* the C results at scale 1 */
     double L, mass;
     int ng;             // gradient buffers: 1 (cS or z) or 2 (cS, P)
@@ -75,6 +86,7 @@ typedef struct {
 static void case_free(lcase *c) {
     free(c->W); free(c->cS); free(c->cT); free(c->P); free(c->z); free(c->t_lp);
     free(c->t_ids); free(c->t_key); free(c->s_key); free(c->t2s);
+    free(c->WT); free(c->WS); free(c->s_ids);
     for (int i = 0; i < 2; i++) free(c->g[i]);
 }
 
@@ -82,6 +94,8 @@ static void case_free(lcase *c) {
 static double eval(const lcase *c, float *g0, float *g1, float scale, double *mass) {
     double L = NAN;
     double *scr = NULL;
+    float *fscr = NULL;
+    size_t nf;
     switch (c->fn) {
     case F_COS: return loss_span_cos(g0, g1, c->W, c->cS, c->cT, c->P, c->S, c->dS, c->dT, scale);
     case F_MSE: return loss_span_mse(g0, g1, c->W, c->cS, c->cT, c->P, c->S, c->dS, c->dT, scale);
@@ -101,8 +115,16 @@ static double eval(const lcase *c, float *g0, float *g1, float scale, double *ma
         for (int j = 0; j < c->V_S; j++) scr[j] = 1e300 * (j % 3) - 7.0;
         L = loss_mined_kl(g0, c->z, c->V_S, c->t_ids, c->t_lp, c->k, c->t2s, scale, scr);
         break;
+    case F_HEAD:
+        nf = loss_head_kl_scratch(c->S, c->K, c->dS);
+        fscr = malloc(sizeof(float) * nf + 1);
+        for (size_t i = 0; i < nf; i++) fscr[i] = NAN; // the function must not rely on its scratch's contents
+        L = loss_head_kl(g0, g1, c->W, c->cS, c->cT, c->WT, c->WS, c->s_ids, c->S, c->K, c->dS, c->dT, c->tau,
+                         c->tau2, scale, fscr);
+        break;
     }
     free(scr);
+    free(fscr);
     return L;
 }
 
@@ -236,6 +258,44 @@ static void geo_case(lcase *c, int S, int dS, int dT, int w_mode) {
              w_mode == 1 ? " (a zero weight)" : w_mode == 2 ? " (one weighted span)" : "");
 }
 
+enum { HEAD_W = 1, HEAD_REPEAT = 2, HEAD_W_ZERO = 4, HEAD_W_ALL_ZERO = 8 };
+
+/* The paper's span logits (loss_head_kl): random CoMs and heads, logits of
+ * a few units on both sides (so the softmaxes are neither flat nor one-hot);
+ * s_ids distinct and scattered over V_S, or with a repeated id. */
+static void head_case(lcase *c, int S, int K, int dS, int dT, int V_S, float tau, int tau2, int flags) {
+    memset(c, 0, sizeof *c);
+    c->fn = F_HEAD; c->S = S; c->K = K; c->dS = dS; c->dT = dT; c->V_S = V_S; c->tau = tau; c->tau2 = tau2;
+    c->cS = rand_buf((size_t)S * dS, 1.0f);
+    c->cT = rand_buf((size_t)S * dT, 1.0f);
+    c->WS = rand_buf((size_t)V_S * dS, 4.0f / sqrtf((float)dS));
+    c->WT = rand_buf((size_t)K * dT, 4.0f / sqrtf((float)dT));
+    /* distinct student ids: a partial shuffle of 0..V_S-1, kept in the
+     * order it comes (the pairs' order is the caller's business) */
+    int32_t *perm = malloc(sizeof(int32_t) * V_S);
+    for (int j = 0; j < V_S; j++) perm[j] = j;
+    c->s_ids = malloc(sizeof(int32_t) * K);
+    for (int i = 0; i < K; i++) {
+        int j = i + irand(V_S - i);
+        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+        c->s_ids[i] = perm[i];
+    }
+    free(perm);
+    if ((flags & HEAD_REPEAT) && K >= 3) c->s_ids[K - 1] = c->s_ids[0]; // one student row serves two pairs
+    if (flags & (HEAD_W | HEAD_W_ZERO | HEAD_W_ALL_ZERO)) {
+        c->W = malloc(sizeof(float) * S);
+        for (int s = 0; s < S; s++) c->W[s] = (flags & HEAD_W_ALL_ZERO) ? 0.0f : (float)(0.05 + urand());
+        if ((flags & HEAD_W_ZERO) && S >= 2) c->W[S / 2] = 0.0f;
+    }
+    c->ng = 2;
+    c->gn[0] = (size_t)S * dS; c->gname[0] = "cS"; c->in[0] = c->cS;
+    c->gn[1] = (size_t)V_S * dS; c->gname[1] = "WS"; c->in[1] = c->WS;
+    snprintf(c->label, sizeof c->label, "head_kl S=%d K=%d dS=%d dT=%d V_S=%d tau=%g%s%s%s%s", S, K, dS, dT, V_S,
+             tau, tau2 ? " tau2" : "", flags & HEAD_W_ALL_ZERO ? " (all weights 0)" : flags & HEAD_W_ZERO ?
+             " (weights, one 0)" : flags & HEAD_W ? " (weights)" : "", flags & HEAD_REPEAT ? " (repeated id)" : "",
+             K > 4096 ? " (chunked)" : "");
+}
+
 /* compute the C value and gradients at scale 1 */
 static void run_c(lcase *c) {
     for (int i = 0; i < c->ng; i++) c->g[i] = calloc(c->gn[i], sizeof(float));
@@ -259,7 +319,15 @@ static void ji(FILE *f, const char *name, const int32_t *x, size_t n) {
 static void write_case(FILE *f, const lcase *c) {
     fprintf(f, "{\"fn\": \"%s\", \"S\": %d, \"dS\": %d, \"dT\": %d, \"V_S\": %d, \"K\": %d, \"k\": %d, \"tau\": %.9g",
             fn_names[c->fn], c->S, c->dS, c->dT, c->V_S, c->K, c->k, c->tau);
-    if (c->fn <= F_GEO) {
+    if (c->fn == F_HEAD) {
+        fprintf(f, ", \"tau2\": %d", c->tau2);
+        if (c->W) jf(f, "W", c->W, c->S);
+        jf(f, "cS", c->cS, (size_t)c->S * c->dS);
+        jf(f, "cT", c->cT, (size_t)c->S * c->dT);
+        jf(f, "WT", c->WT, (size_t)c->K * c->dT);
+        jf(f, "WS", c->WS, (size_t)c->V_S * c->dS);
+        ji(f, "s_ids", c->s_ids, c->K);
+    } else if (c->fn <= F_GEO) {
         jf(f, "W", c->W, c->S);
         jf(f, "cS", c->cS, (size_t)c->S * c->dS);
         jf(f, "cT", c->cT, (size_t)c->S * c->dT);
@@ -339,6 +407,19 @@ static void build_cases(void) {
     mined_case(c++, 300, 500, 32, 0);
     mined_case(c++, 40, 50, 8, 1);
     mined_case(c++, 150000, 32000, 64, 0);
+    /* the paper's head KL: tau 1 and 2, tau2 off and on, plain sum and
+     * weights; K > 4096 takes the chunked gather */
+    head_case(c++, 1, 3, 4, 5, 7, 1.0f, 0, 0);
+    head_case(c++, 2, 5, 3, 6, 9, 2.0f, 0, HEAD_REPEAT);
+    head_case(c++, 6, 20, 8, 12, 40, 2.0f, 0, 0);               // the paper: tau 2, no tau^2, plain sum
+    head_case(c++, 6, 20, 8, 12, 40, 2.0f, 1, HEAD_W);
+    head_case(c++, 5, 17, 9, 7, 30, 1.0f, 1, HEAD_W_ZERO);
+    head_case(c++, 7, 25, 6, 10, 50, 1.0f, 0, HEAD_W | HEAD_REPEAT);
+    head_case(c++, 4, 12, 5, 6, 20, 2.0f, 1, HEAD_W_ALL_ZERO);
+    head_case(c++, 30, 300, 24, 40, 700, 2.0f, 0, 0);
+    head_case(c++, 40, 500, 32, 48, 900, 0.5f, 1, HEAD_W);
+    head_case(c++, 3, 5000, 6, 5, 6000, 2.0f, 0, HEAD_REPEAT);
+    head_case(c++, 4, 9000, 5, 7, 9500, 1.0f, 1, HEAD_W);
     ncases = (int)(c - cases);
     for (int i = 0; i < ncases; i++) run_c(&cases[i]);
 }
@@ -365,7 +446,7 @@ TEST(vs_torch) {
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "results");
     CHECK(!ok || cJSON_GetArraySize(res) == ncases, "%s: %d results for %d cases", p, cJSON_GetArraySize(res),
           ncases);
-    double worst_v[6] = {0}, worst_g[6] = {0}, worst_sra = 0;
+    double worst_v[NFN] = {0}, worst_g[NFN] = {0}, worst_sra = 0, worst_c_sra = 0;
     for (int i = 0; ok && i < ncases && i < cJSON_GetArraySize(res); i++) {
         const lcase *c = &cases[i];
         const cJSON *r = cJSON_GetArrayItem(res, i);
@@ -384,6 +465,11 @@ TEST(vs_torch) {
             worst_sra = es > worst_sra ? es : worst_sra;
             snprintf(extra, sizeof extra, ", torch vs sra_ref %.1e", es);
             CHECK(es <= 1e-9, "%s: torch %.12g vs sra_ref.py %.12g", c->label, Lr, sr->valuedouble);
+            if (c->fn == F_HEAD) { /* and the C value against the oracle directly */
+                double ec = sr->valuedouble != 0 ? fabs(c->L - sr->valuedouble) / fabs(sr->valuedouble) : fabs(c->L);
+                worst_c_sra = ec > worst_c_sra ? ec : worst_c_sra;
+                CHECK(ec <= 1e-5, "%s: C %.12g vs sra_ref.py head_logit_kl %.12g", c->label, c->L, sr->valuedouble);
+            }
         }
         const cJSON *sm = cJSON_GetObjectItemCaseSensitive(r, "shared_mass");
         if (cJSON_IsNumber(sm)) {
@@ -400,10 +486,11 @@ TEST(vs_torch) {
         worst_v[c->fn] = ev > worst_v[c->fn] ? ev : worst_v[c->fn];
         worst_g[c->fn] = eg > worst_g[c->fn] ? eg : worst_g[c->fn];
     }
-    for (int fn = 0; fn < 6; fn++)
+    for (int fn = 0; fn < NFN; fn++)
         printf("  worst %-9s value rel err %.2e, gradient err (of max abs) %.2e\n", fn_names[fn], worst_v[fn],
                worst_g[fn]);
-    printf("  worst torch vs sra_ref.py: %.2e\n", worst_sra);
+    printf("  worst torch vs sra_ref.py: %.2e; C head_kl vs sra_ref.py head_logit_kl: %.2e\n", worst_sra,
+           worst_c_sra);
     cJSON_Delete(j);
     if (check_fails_ == 0) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -416,10 +503,12 @@ TEST(degenerate_zero) {
     for (int i = 0; i < ncases; i++) {
         const lcase *c = &cases[i];
         int zero = strstr(c->label, "zero shared mass") || strstr(c->label, "nothing maps") ||
-                   strstr(c->label, "one weighted span") || (c->fn == F_GEO && c->S < 2);
+                   strstr(c->label, "one weighted span") || (c->fn == F_GEO && c->S < 2) ||
+                   strstr(c->label, "all weights 0");
         if (!zero) continue;
         CHECK(c->L == 0.0 && max_abs(c->g[0], c->gn[0]) == 0.0, "%s: L %g, |g| %g", c->label, c->L,
               max_abs(c->g[0], c->gn[0]));
+        if (c->ng > 1) CHECK(max_abs(c->g[1], c->gn[1]) == 0.0, "%s: |g1| %g", c->label, max_abs(c->g[1], c->gn[1]));
         if (c->fn == F_KL) CHECK(c->mass == 0.0, "%s: mass %g", c->label, c->mass);
     }
 }
@@ -431,11 +520,13 @@ TEST(finite_differences) {
      * float rounding of the sgemm projection (~1e-7 relative), which a
      * smaller step amplifies; 1e-3 leaves ~3x headroom, 2e-3 ~10x */
     float fd_h = getenv("SRA_FD_H") ? (float)atof(getenv("SRA_FD_H")) : 2e-3f;
-    double worst[6] = {0};
+    double worst[NFN] = {0};
     int n = 0;
     for (int i = 0; i < ncases; i++) {
         lcase *c = &cases[i];
-        size_t size = c->fn <= F_GEO ? (size_t)c->S * c->dT : (size_t)c->V_S;
+        size_t size = c->fn == F_HEAD  ? (size_t)c->S * c->K * (c->dS + c->dT) / 100
+                      : c->fn <= F_GEO ? (size_t)c->S * c->dT
+                                       : (size_t)c->V_S;
         if (size > 20000 || c->L == 0.0) continue;
         for (int b = 0; b < c->ng; b++) {
             float *x = c->in[b], *g = c->g[b];
@@ -447,7 +538,7 @@ TEST(finite_differences) {
             }
             for (int r = 0; r < 3; r++) {
                 size_t q = pick[r];
-                float x0 = x[q], amp = c->fn >= F_KL ? 3.0f : 1.0f, h = fd_h * fmaxf(amp, fabsf(x0));
+                float x0 = x[q], amp = c->fn >= F_KL && c->fn != F_HEAD ? 3.0f : 1.0f, h = fd_h * fmaxf(amp, fabsf(x0));
                 x[q] = x0 + h;
                 double lp = eval(c, NULL, NULL, 1.0f, NULL);
                 float xp = x[q];
@@ -470,7 +561,7 @@ TEST(finite_differences) {
         }
     }
     printf("  %d finite differences; worst rel err:", n);
-    for (int fn = 0; fn < 6; fn++) printf(" %s %.1e", fn_names[fn], worst[fn]);
+    for (int fn = 0; fn < NFN; fn++) printf(" %s %.1e", fn_names[fn], worst[fn]);
     printf("\n");
 }
 
@@ -577,6 +668,65 @@ TEST(timing_full_size) {
            1e3 * tv[0], 1e3 * tv[1], 1e3 * tv[2]);
 }
 
+/* head_kl: dWS gets nothing outside the rows s_ids (exactly 0 there), and
+ * asking for one gradient alone gives the same bits as asking for both. */
+TEST(head_rows_and_single_grads) {
+    int n = 0;
+    for (int i = 0; i < ncases; i++) {
+        lcase *c = &cases[i];
+        if (c->fn != F_HEAD) continue;
+        char *used = calloc((size_t)c->V_S, 1);
+        for (int k = 0; k < c->K; k++) used[c->s_ids[k]] = 1;
+        size_t outside = 0, inside_nonzero = 0;
+        for (int j = 0; j < c->V_S; j++)
+            for (int d = 0; d < c->dS; d++) {
+                float g = c->g[1][(size_t)j * c->dS + d];
+                if (!used[j]) outside += g != 0.0f;
+                else inside_nonzero += g != 0.0f;
+            }
+        CHECK(outside == 0, "%s: %zu dWS entries outside the rows s_ids are nonzero", c->label, outside);
+        CHECK(inside_nonzero > 0 || c->L == 0.0, "%s: no gradient reached the rows s_ids", c->label);
+        float *a = calloc(c->gn[0], sizeof(float)), *b = calloc(c->gn[1], sizeof(float));
+        double La = eval(c, a, NULL, 1.0f, NULL), Lb = eval(c, NULL, b, 1.0f, NULL);
+        CHECK(La == c->L && Lb == c->L, "%s: values %.17g (dcS only) %.17g (dWS only) vs %.17g", c->label, La, Lb,
+              c->L);
+        CHECK(!memcmp(a, c->g[0], c->gn[0] * sizeof(float)), "%s: dcS alone differs from dcS with dWS", c->label);
+        CHECK(!memcmp(b, c->g[1], c->gn[1] * sizeof(float)), "%s: dWS alone differs from dWS with dcS", c->label);
+        free(a); free(b); free(used);
+        n++;
+    }
+    printf("  %d head_kl cases\n", n);
+}
+
+/* The paper's head KL at full size, timed (printed, not judged). */
+TEST(timing_head_kl) {
+    int S = 300, K = 40000, dS = 768, dT = 2048, V_S = 50257;
+    float *cS = rand_buf((size_t)S * dS, 1.0f), *cT = rand_buf((size_t)S * dT, 1.0f);
+    float *WS = rand_buf((size_t)V_S * dS, 0.1f), *WT = rand_buf((size_t)K * dT, 0.05f);
+    int32_t *ids = malloc(sizeof(int32_t) * K);
+    for (int k = 0; k < K; k++) ids[k] = (int32_t)(((int64_t)k * 7919) % V_S); // distinct: 7919 is prime, V_S > K
+    size_t nf = loss_head_kl_scratch(S, K, dS);
+    float *scr = malloc(sizeof(float) * nf), *dcS = calloc((size_t)S * dS, sizeof(float));
+    float *dWS = calloc((size_t)V_S * dS, sizeof(float));
+    if (!cS || !cT || !WS || !WT || !ids || !scr || !dcS || !dWS) {
+        CHECK(0, "out of memory for the full-size head_kl");
+    } else {
+        double t0 = sra_now();
+        double L0 = loss_head_kl(NULL, NULL, NULL, cS, cT, WT, WS, ids, S, K, dS, dT, 2.0f, 0, 1.0f, scr);
+        double t_fwd = sra_now() - t0;
+        t0 = sra_now();
+        double L = loss_head_kl(dcS, dWS, NULL, cS, cT, WT, WS, ids, S, K, dS, dT, 2.0f, 0, 1.0f, scr);
+        double t_all = sra_now() - t0;
+        CHECK(isfinite(L) && L == L0 && all_finite(dcS, (size_t)S * dS), "head_kl at full size: L %g / %g", L, L0);
+        double gf_fwd = 2.0 * S * K * ((double)dT + dS) * 1e-9, gf_all = gf_fwd + 4.0 * S * K * dS * 1e-9;
+        printf("  head_kl S=%d K=%d dS=%d dT=%d V_S=%d: value only %.0f ms (%.1f GFLOP/s), with gradients %.0f ms "
+               "(%.1f GFLOP/s); L %.6g (%.4f per span), scratch %.0f MB\n",
+               S, K, dS, dT, V_S, 1e3 * t_fwd, gf_fwd / t_fwd, 1e3 * t_all, gf_all / t_all, L, L / S,
+               nf * 4.0 / 1e6);
+    }
+    free(cS); free(cT); free(WS); free(WT); free(ids); free(scr); free(dcS); free(dWS);
+}
+
 int main(void) {
     build_cases();
     RUN(vs_torch);
@@ -584,7 +734,9 @@ int main(void) {
     RUN(finite_differences);
     RUN(accumulate_and_scale);
     RUN(zero_rows_finite);
+    RUN(head_rows_and_single_grads);
     RUN(timing_full_size);
+    RUN(timing_head_kl);
     for (int i = 0; i < ncases; i++) case_free(&cases[i]);
     return check_summary();
 }

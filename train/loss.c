@@ -10,7 +10,9 @@
  * carries only the float rounding of the sgemm outputs. The vocabulary
  * losses are a few O(V_S) passes with one exp per entry (O(V_S log k) for
  * ULD's selection) over caller-provided scratch, with no allocation; the
- * span losses and L_geo allocate their (S,d) temporaries.
+ * span losses and L_geo allocate their (S,d) temporaries. The paper
+ * preset's head KL is float sgemms for the (S,K) logits and their
+ * backward, with the per-row softmax work in double, over caller scratch.
  */
 #include <cblas.h>
 #include <math.h>
@@ -306,6 +308,95 @@ double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, c
         for (int j = 0; j < V_S; j++) {
             int32_t key = s_key[j];
             if (key >= 0) dz[j] += (float)(u[key] * e[j]);
+        }
+    }
+    return L;
+}
+
+// ----------------------------------------------------------------------------
+// L_logit, paper preset: LM heads on span CoMs (method.md §9.2)
+
+/* Student head rows are gathered this many at a time: a (HEAD_CHUNK,dS)
+ * buffer instead of a (K,dS) copy (K ~ 40k shared ids x dS floats would
+ * be ~120 MB at dS = 768), while each sgemm stays large enough to run at
+ * full speed. */
+#define HEAD_CHUNK 4096
+
+size_t loss_head_kl_scratch(int S, int K, int dS) {
+    if (S <= 0 || K <= 0 || dS <= 0) return 0;
+    size_t kc = K < HEAD_CHUNK ? (size_t)K : HEAD_CHUNK;
+    return 2 * (size_t)S * K + kc * dS;
+}
+
+/* G (n,dS) = the rows WS[ids[0..n)] */
+static void gather_rows(float *G, const float *WS, const int32_t *ids, int n, int dS) {
+    for (int i = 0; i < n; i++) memcpy(G + (size_t)i * dS, WS + (size_t)ids[i] * dS, sizeof(float) * dS);
+}
+
+double loss_head_kl(float *dcS, float *dWS, const float *w, const float *cS, const float *cT, const float *WT,
+                    const float *WS, const int32_t *s_ids, int S, int K, int dS, int dT, float tau, int tau2,
+                    float scale, float *scratch) {
+    if (S <= 0 || K <= 0) return 0.0;
+    /* scratch: zT (S,K) teacher logits, then exp((zT - max)/tau); zS (S,K)
+     * student logits, then exp((zS - max)/tau), then scale * dL/dzS; G
+     * (HEAD_CHUNK,dS) gathered student rows, then a chunk of dL/dWS rows */
+    float *zT = scratch, *zS = zT + (size_t)S * K, *G = zS + (size_t)S * K;
+    int grad = dcS || dWS;
+    // zT (S,K) = cT (S,dT) @ WT (K,dT)^T; zS (S,K) = cS (S,dS) @ WS[s_ids] (K,dS)^T, by column chunks
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, K, dT, 1.0f, cT, dT, WT, dT, 0.0f, zT, K);
+    for (int k0 = 0; k0 < K; k0 += HEAD_CHUNK) {
+        int kc = K - k0 < HEAD_CHUNK ? K - k0 : HEAD_CHUNK;
+        gather_rows(G, WS, s_ids + k0, kc, dS);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, kc, dS, 1.0f, cS, dS, G, dS, 0.0f, zS + k0, K);
+    }
+    double inv_tau = 1.0 / tau, f = tau2 ? (double)tau * tau : 1.0, L = 0.0;
+    for (int s = 0; s < S; s++) {
+        double ws = w ? w[s] : 1.0;
+        float *t = zT + (size_t)s * K, *u = zS + (size_t)s * K;
+        if (ws == 0.0) { // no value, no gradient (keeps a zero-weight span with inf logits out of the sum)
+            if (grad) memset(u, 0, sizeof(float) * K);
+            continue;
+        }
+        float mt = t[0], mu = u[0];
+        for (int k = 1; k < K; k++) { mt = t[k] > mt ? t[k] : mt; mu = u[k] > mu ? u[k] : mu; }
+        /* With a = (z - max)/tau per side, Z = sum exp(a), log p = a - log Z:
+         * KL = sum_k pT_k (aT_k - aS_k) - log ZT + log ZS, the first sum
+         * taken as sum eT (aT - aS) / ZT (sum pT = 1 by construction). The
+         * exps are kept (float) for the gradient. */
+        double ZT = 0.0, ZS = 0.0, acc = 0.0;
+        for (int k = 0; k < K; k++) {
+            double at = ((double)t[k] - mt) * inv_tau, as = ((double)u[k] - mu) * inv_tau;
+            double et = exp(at), es = exp(as);
+            ZT += et;
+            ZS += es;
+            acc += et * (at - as);
+            t[k] = (float)et;
+            u[k] = (float)es;
+        }
+        L += ws * f * (acc / ZT - log(ZT) + log(ZS));
+        if (!grad) continue;
+        /* dL/dzS_k = w f (qS_k - pT_k) / tau (the 1/tau of the softmax
+         * argument); folded with scale into the row, in place */
+        double c = (double)scale * ws * f * inv_tau, rt = 1.0 / ZT, rs = 1.0 / ZS;
+        for (int k = 0; k < K; k++) u[k] = (float)(c * ((double)u[k] * rs - (double)t[k] * rt));
+    }
+    if (!grad) return L;
+    // dcS (S,dS) += dZ (S,K) @ WS[s_ids] (K,dS); dWS[s_ids] (K,dS) += dZ^T @ cS (S,dS), by chunks
+    for (int k0 = 0; k0 < K; k0 += HEAD_CHUNK) {
+        int kc = K - k0 < HEAD_CHUNK ? K - k0 : HEAD_CHUNK;
+        if (dcS) {
+            gather_rows(G, WS, s_ids + k0, kc, dS);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, dS, kc, 1.0f, zS + k0, K, G, dS, 1.0f, dcS,
+                        dS);
+        }
+        if (dWS) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kc, dS, S, 1.0f, zS + k0, K, cS, dS, 0.0f, G, dS);
+            /* scattered one row after another, so a repeated id adds up */
+            for (int i = 0; i < kc; i++) {
+                float *dst = dWS + (size_t)s_ids[k0 + i] * dS;
+                const float *src = G + (size_t)i * dS;
+                for (int j = 0; j < dS; j++) dst[j] += src[j];
+            }
         }
     }
     return L;

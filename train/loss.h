@@ -16,8 +16,8 @@
  * allocate their temporaries (and return NaN if that fails).
  *
  * The executable oracle for the values is ../shared/tools/sra_ref.py
- * (l_span, l_geo, kl_pooled); gradients are checked against PyTorch
- * autograd in tests/test_loss.c.
+ * (l_span, l_geo, kl_pooled, head_logit_kl); gradients are checked
+ * against PyTorch autograd in tests/test_loss.c.
  */
 #ifndef SRA_LOSS_H
 #define SRA_LOSS_H
@@ -73,6 +73,36 @@ size_t loss_logit_scratch(int V_S, int K);
 double loss_logit_kl(float *dz, const float *z, int V_S, const int32_t *t_ids, const float *t_lp, int k,
                      const int32_t *t_key, const int32_t *s_key, int K, float tau, float scale, double *shared_mass,
                      double *scratch);
+
+/* ------------------------------------------- L_logit, paper preset */
+
+/* method.md §9.2: span logits are the LM heads applied to the span CoMs,
+ * restricted to the K shared pairs of pool=exact (vocab.h: pair_t, pair_s):
+ *   cS (S,dS) the student's unprojected final-norm span CoMs (with
+ *   gradient), cT (S,dT) the teacher's (constant); WT (K,dT) the teacher
+ *   head's rows of the pairs' teacher ids, in pair order (constant); WS
+ *   (V_S,dS) the student's FULL LM head, s_ids (K) the pairs' student ids
+ *   (rows of WS, each in [0, V_S); the caller guarantees the range).
+ *   zT = cT WT^T (S,K), zS = cS WS[s_ids]^T (S,K),
+ *   L = f * sum_s w_s KL(softmax(zT_s / tau) || softmax(zS_s / tau)),
+ *   w (S) span weights, or NULL for every weight 1 (the paper's plain sum;
+ *   a salience-weighted ablation passes W); f = tau^2 when tau2 != 0,
+ *   else 1 (the paper: tau = 2, no tau^2).
+ * dcS (S,dS) += scale * dL/dcS; dWS (V_S,dS) += scale * dL/dWS, where only
+ * the rows s_ids receive anything (an id listed twice gets both rows'
+ * sums). No gradient reaches the teacher side.
+ * Both sides' logits are RECOMPUTED on every call: one sgemm of S K dT
+ * flops for zT and one of S K dS for zS (the backward adds two more of
+ * S K dS); a caller that wants the value twice for one sequence pays zT
+ * twice. K = 0 or S = 0 gives 0.
+ * Numerics: the logits are float sgemm outputs; per row the log-sum-exps,
+ * the KL and its sum are in double. Rows of WS are gathered 4096 at a
+ * time, so the scratch does not hold a (K,dS) copy of the student head.
+ * scratch: loss_head_kl_scratch(S, K, dS) floats, no initialization. */
+size_t loss_head_kl_scratch(int S, int K, int dS);
+double loss_head_kl(float *dcS, float *dWS, const float *w, const float *cS, const float *cT, const float *WT,
+                    const float *WS, const int32_t *s_ids, int S, int K, int dS, int dT, float tau, int tau2,
+                    float scale, float *scratch);
 
 /* -------------------------------------------------------- baselines */
 
