@@ -1,5 +1,6 @@
 /*
- * vocab.c - shared-vocabulary keys and MinED's map (contract: vocab.h).
+ * vocab.c - shared-vocabulary keys, the exact pairs of the paper preset
+ * and MinED's map (contract: vocab.h).
  */
 #include "vocab.h"
 
@@ -10,6 +11,7 @@
 int vocab_pool_parse(const char *s) {
     if (!strcmp(s, "firstword")) return VOCAB_POOL_FIRSTWORD;
     if (!strcmp(s, "strip")) return VOCAB_POOL_STRIP;
+    if (!strcmp(s, "exact")) return VOCAB_POOL_EXACT;
     return -1;
 }
 
@@ -55,6 +57,51 @@ static int cmp_key(const void *a, const void *b) {
     return x->side - y->side;
 }
 
+static int cmp_pair_s(const void *a, const void *b) {
+    const int32_t *x = a, *y = b; // (student id, teacher id)
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* pool exact: recs (nr) hold every id's raw string on both sides. Equal
+ * strings become pairs, sorted by student id; each pair is also a key
+ * and the student-side gather lists (s_shared_*) follow. */
+static int exact_pairs(vocab_map *v, keyrec *recs, size_t nr, char *err, size_t errlen) {
+    qsort(recs, nr, sizeof *recs, cmp_key);
+    int32_t *pr = malloc((nr / 2 + 1) * 2 * sizeof *pr); // (student id, teacher id) rows
+    if (!pr) { snprintf(err, errlen, "out of memory for the shared vocabulary"); return -1; }
+    size_t np = 0;
+    /* sorted by (string, side): a string both sides have is a teacher
+     * record directly followed by a student one (one id per string and
+     * side, see vocab.h) */
+    for (size_t i = 0; i + 1 < nr; i++) {
+        const keyrec *a = &recs[i], *b = &recs[i + 1];
+        if (a->side == 0 && b->side == 1 && a->n == b->n && !memcmp(a->p, b->p, (size_t)a->n)) {
+            pr[2 * np] = b->id;
+            pr[2 * np + 1] = a->id;
+            np++;
+        }
+    }
+    qsort(pr, np, 2 * sizeof *pr, cmp_pair_s);
+    v->n_pairs = v->K = v->n_s_shared = (int32_t)np;
+    v->pair_t = malloc((np + 1) * sizeof *v->pair_t);
+    v->pair_s = malloc((np + 1) * sizeof *v->pair_s);
+    v->s_shared_ids = malloc((np + 1) * sizeof *v->s_shared_ids);
+    v->s_shared_key = malloc((np + 1) * sizeof *v->s_shared_key);
+    if (!v->pair_t || !v->pair_s || !v->s_shared_ids || !v->s_shared_key) {
+        free(pr);
+        snprintf(err, errlen, "out of memory for the shared vocabulary");
+        return -1;
+    }
+    for (size_t i = 0; i < np; i++) {
+        v->pair_s[i] = v->s_shared_ids[i] = pr[2 * i];
+        v->pair_t[i] = pr[2 * i + 1];
+        v->s_shared_key[i] = (int32_t)i;
+        v->s_key[pr[2 * i]] = v->t_key[pr[2 * i + 1]] = (int32_t)i;
+    }
+    free(pr);
+    return 0;
+}
+
 int vocab_build(vocab_map *v, const tok_tokenizer *teacher, const tok_tokenizer *student, vocab_pool pool,
                 char *err, size_t errlen) {
     memset(v, 0, sizeof *v);
@@ -82,13 +129,27 @@ int vocab_build(vocab_map *v, const tok_tokenizer *teacher, const tok_tokenizer 
             if (!side) v->t2s[id] = -2;
             int n = 0;
             char *b = token_bytes(t, id, &n);
+            if (pool == VOCAB_POOL_EXACT) { /* the raw string, specials included (method.md §9.3) */
+                size_t rn;
+                const char *r = tok_token_str(t, id, &rn);
+                if (r) recs[nr++] = (keyrec){r, (int)rn, id, side};
+            }
             if (!b) continue;
             if (side) { v->s_bytes[id] = b; v->s_len[id] = n; }
             else t_bytes[id] = b;
+            if (pool == VOCAB_POOL_EXACT) continue;
             int ks, kn;
             key_of(b, n, pool, &ks, &kn);
             if (kn > 0) recs[nr++] = (keyrec){b + ks, kn, id, side};
         }
+    }
+    if (pool == VOCAB_POOL_EXACT) {
+        int rc = exact_pairs(v, recs, nr, err, errlen);
+        for (int32_t id = 0; id < v->VT; id++) free(t_bytes[id]);
+        free(t_bytes);
+        free(recs);
+        if (rc) vocab_free(v);
+        return rc;
     }
     /* keys in byte order; a key is shared when both sides have it */
     qsort(recs, nr, sizeof *recs, cmp_key);
@@ -126,7 +187,7 @@ void vocab_free(vocab_map *v) {
     if (v->s_bytes)
         for (int32_t i = 0; i < v->VS; i++) free(v->s_bytes[i]);
     free(v->s_bytes); free(v->s_len); free(v->t_key); free(v->s_key); free(v->t2s);
-    free(v->s_shared_ids); free(v->s_shared_key);
+    free(v->s_shared_ids); free(v->s_shared_key); free(v->pair_t); free(v->pair_s);
     memset(v, 0, sizeof *v);
 }
 

@@ -14,6 +14,19 @@
  * keys are those both sides have, numbered 0..K-1 in byte order; t_key
  * and s_key map each id to its shared key or -1.
  *
+ * Pairs, pool `exact` (method.md §9.3, the paper preset): vocabulary
+ * entries as HF get_vocab() lists them (model vocabulary plus added
+ * tokens, special ones included) whose RAW strings (tok_token_str: "Ġthe",
+ * "▁the", "<0x0A>", no decoding) are byte-equal on both sides. Each
+ * string names one id per side (the tokenizer refuses a model vocabulary
+ * listing a string twice, and an added token repeating a model string
+ * takes that string's id, as HF does), so the pairs are one-to-one:
+ * pair_t[i] and pair_s[i], i < n_pairs, sorted by increasing student id
+ * (the order of sra_ref.exact_shared_ids). Under `exact` each pair is
+ * also a key: K = n_pairs, t_key[pair_t[i]] = s_key[pair_s[i]] = i, so
+ * the §4 pooled KL runs on the exact vocabulary too. Under firstword and
+ * strip, n_pairs = 0 and the pair arrays are NULL.
+ *
  * MinED (method.md §6): each teacher id maps to the student id whose
  * decoded bytes are nearest in Levenshtein distance (ties: the lower
  * student id); an exact match wins at once. Computed lazily per teacher
@@ -30,7 +43,7 @@
 
 #include "tokenizer.h"
 
-typedef enum { VOCAB_POOL_FIRSTWORD = 0, VOCAB_POOL_STRIP } vocab_pool;
+typedef enum { VOCAB_POOL_FIRSTWORD = 0, VOCAB_POOL_STRIP, VOCAB_POOL_EXACT } vocab_pool;
 int vocab_pool_parse(const char *s); /* -1 when unknown */
 
 typedef struct {
@@ -43,6 +56,10 @@ typedef struct {
     int32_t *s_shared_key;  /* (n_s_shared) their keys: the pooled KL needs only
                                these (ids without a key drop out of it, value
                                and gradient alike), so a caller may gather them */
+    /* pool exact: the shared pairs, by increasing student id */
+    int32_t n_pairs;
+    int32_t *pair_t;    /* (n_pairs) teacher ids */
+    int32_t *pair_s;    /* (n_pairs) student ids, increasing */
     /* MinED */
     int32_t *t2s;       /* (VT) student id, -1 = none, -2 = not computed yet */
     char **s_bytes;     /* (VS) decoded bytes of student ids (NUL-terminated), NULL = no string */
