@@ -33,7 +33,7 @@
 void ext_settings_default(ext_settings *s) {
     memset(s, 0, sizeof *s);
     s->atoms = SPAN_ATOMS_WORD;
-    s->mass = EXT_MASS_ATTN;
+    s->mass = EXT_MASS_LAST; /* the paper preset (method.md §9.1) */
     s->n_layers = 1;
     s->layers[0] = CACHE_LAYER_FINAL;
     s->topk = 64;
@@ -47,11 +47,13 @@ int ext_mass_parse(const char *s, ext_mass_kind *kind, int *layer) {
     char *end;
     if (!strcmp(s, "uniform")) { *kind = EXT_MASS_UNIFORM; *layer = 0; return 0; }
     if (!strcmp(s, "attn")) { *kind = EXT_MASS_ATTN; *layer = 0; return 0; }
-    if (!strncmp(s, "attn:", 5) || !strncmp(s, "self:", 5)) {
+    if (!strcmp(s, "last")) { *kind = EXT_MASS_LAST; *layer = 0; return 0; }
+    if (!strncmp(s, "attn:", 5) || !strncmp(s, "self:", 5) || !strncmp(s, "last:", 5)) {
         errno = 0;
         long l = strtol(s + 5, &end, 10);
         if (errno || end == s + 5 || *end || l < 0 || l > 100000) return -1;
-        *kind = s[0] == 'a' ? EXT_MASS_ATTN : EXT_MASS_SELF;
+        if (s[0] == 'l' && l == 0) return -1; /* "last" alone means the last layer; layers count from 1 */
+        *kind = s[0] == 'a' ? EXT_MASS_ATTN : s[0] == 'l' ? EXT_MASS_LAST : EXT_MASS_SELF;
         *layer = (int)l;
         return 0;
     }
@@ -96,9 +98,10 @@ static int survey(const ext_settings *s, data_survey *sv, sra_err *e) {
 /* ============================================================ settings */
 
 static const char *mass_name(const ext_settings *s, int L, char *buf, size_t n) {
+    int attention = s->mass == EXT_MASS_ATTN || s->mass == EXT_MASS_LAST; /* 0 = the last layer */
     if (s->mass == EXT_MASS_UNIFORM) snprintf(buf, n, "uniform");
-    else snprintf(buf, n, "%s:%d", s->mass == EXT_MASS_ATTN ? "attn" : "self",
-             s->mass == EXT_MASS_ATTN && s->mass_layer == 0 ? L : s->mass_layer);
+    else snprintf(buf, n, "%s:%d", s->mass == EXT_MASS_ATTN ? "attn" : s->mass == EXT_MASS_LAST ? "last" : "self",
+             attention && s->mass_layer == 0 ? L : s->mass_layer);
     return buf;
 }
 
@@ -374,7 +377,11 @@ static int flush_batch(worker *k, sra_err *e) {
     cap.hidden_layers = k->cap_layers;
     cap.hidden = k->hidden;
     for (int j = 0; j < s->n_layers; j++) if (k->layer_slot[j] < 0) cap.final_hidden = k->final_h;
-    if (s->mass == EXT_MASS_ATTN) { cap.mass_layer = k->mass_layer; cap.mass = k->mass; }
+    if (s->mass == EXT_MASS_ATTN || s->mass == EXT_MASS_LAST) {
+        cap.mass_layer = k->mass_layer;
+        cap.mass_rule = s->mass == EXT_MASS_LAST ? TEACHER_MASS_LAST : TEACHER_MASS_RECEIVED;
+        cap.mass = k->mass;
+    }
     cap.topk = K;
     cap.topk_ids = k->topk_ids;
     cap.topk_logprobs = k->lp;
@@ -389,8 +396,9 @@ static int flush_batch(worker *k, sra_err *e) {
         piece *p = &k->q[b];
         size_t off = (size_t)b * T;
         if (grow_piece(k, (size_t)p->n_seq, (size_t)p->A, e)) return e->code;
-        /* token masses (method.md §3) */
-        if (s->mass == EXT_MASS_ATTN) memcpy(k->m, k->mass + off, (size_t)p->n_seq * sizeof(float));
+        /* token masses (method.md §3; last: §9.1, each piece is its own
+         * sequence of the batch, so its last real token is the query) */
+        if (s->mass == EXT_MASS_ATTN || s->mass == EXT_MASS_LAST) memcpy(k->m, k->mass + off, (size_t)p->n_seq * sizeof(float));
         else if (s->mass == EXT_MASS_SELF)
             self_mass_forward(k->m, k->hidden[k->self_slot] + off * C, p->n_seq, C, k->self_scratch);
         else for (int j = 0; j < p->n_seq; j++) k->m[j] = 1.0f;
@@ -767,6 +775,10 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
         }
     if (s->mass == EXT_MASS_ATTN && (s->mass_layer < 0 || s->mass_layer > c->n_layers)) {
         rc = sra_err_set(e, SRA_E_ARG, "--mass attn:%d: the teacher has attention layers 1..%d", s->mass_layer, c->n_layers);
+        goto out;
+    }
+    if (s->mass == EXT_MASS_LAST && (s->mass_layer < 0 || s->mass_layer > c->n_layers)) {
+        rc = sra_err_set(e, SRA_E_ARG, "--mass last:%d: the teacher has attention layers 1..%d", s->mass_layer, c->n_layers);
         goto out;
     }
     if (s->mass == EXT_MASS_SELF && (s->mass_layer < 0 || s->mass_layer > c->n_layers)) {

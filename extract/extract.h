@@ -80,7 +80,9 @@
 #include "spans.h"
 #include "util.h"
 
-typedef enum { EXT_MASS_ATTN = 0, EXT_MASS_SELF, EXT_MASS_UNIFORM } ext_mass_kind;
+/* Token mass rules (method.md §3, §9.1); recorded as "attn:L", "self:L",
+ * "uniform" or "last:L" with L resolved. */
+typedef enum { EXT_MASS_ATTN = 0, EXT_MASS_SELF, EXT_MASS_UNIFORM, EXT_MASS_LAST } ext_mass_kind;
 
 /* Bad records named in a shard's stats and in the summary. */
 #define EXT_BAD_NAMED 5
@@ -92,8 +94,9 @@ typedef struct {
     data_opts data_opts;             /* fields, max_bytes */
     const char *student_tokenizer;   /* tokenizer.json path or NULL */
     span_atoms_mode atoms;           /* default word */
-    ext_mass_kind mass;              /* default attn */
-    int mass_layer;                  /* attn: 1..L, self: 0..L; 0 with attn = last layer */
+    ext_mass_kind mass;              /* default last (the paper preset, §9.1) */
+    int mass_layer;                  /* attn, last: 1..L; self: 0..L; 0 with attn
+                                      * or last = the last layer */
     int n_layers;                    /* hidden layers to store (default 1: final) */
     int32_t layers[CACHE_MAX_LAYERS];/* 0..L, or CACHE_LAYER_FINAL */
     int topk;                        /* default 64 */
@@ -140,7 +143,9 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e);
  * broken (the manifest then says "complete": false). rep may be NULL. */
 int ext_finalize(const char *out_dir, FILE *progress, ext_report *rep, sra_err *e);
 
-/* Parses "attn:L", "attn" (last layer), "self:L", "uniform". */
+/* Parses "attn:L", "attn" (last layer), "last:L" (L >= 1), "last" (last
+ * layer), "self:L", "uniform"; -1 otherwise. Layers above the teacher's
+ * count are refused later, by ext_run, which knows it. */
 int ext_mass_parse(const char *s, ext_mass_kind *kind, int *layer);
 
 #endif /* SRA_EXTRACT_H */

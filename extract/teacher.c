@@ -312,7 +312,16 @@ static int run_layers(teacher *t, int B, int Tq, int Tk, const uint8_t *valid, f
         const float *ka = kc ? kc + (size_t)l * kv_layer_stride : t->k;
         const float *va = vc ? vc + (size_t)l * kv_layer_stride : t->v;
         float *mass = cap && cap->mass && cap->mass_layer == l + 1 && Tq == Tk ? cap->mass : NULL;
-        attention_forward(t->att, mass, t->q, ka, va, valid, B, Tq, Tk, NH, NKV, HS, t->scratch);
+        int last_rule = mass && cap->mass_rule == TEACHER_MASS_LAST;
+        attention_forward(t->att, last_rule ? NULL : mass, t->q, ka, va, valid, B, Tq, Tk, NH, NKV, HS,
+                          t->scratch);
+        /* Tq == Tk here, so ka is this batch's own (B,T,NKV,HS) keys: one
+         * extra query row per sequence, cheap next to the attention above */
+        if (last_rule) {
+            attention_last_mass(mass, t->q, ka, valid, B, Tq, NH, NKV, HS);
+            if (isnan(mass[0])) /* its only failure signal: every weight NaN */
+                return fail(t, "last-query mass of layer %d: out of memory or non-finite attention", l + 1);
+        }
         seq_matmul(t, t->h, t->att, &w.o, w.ob, B, Tq, QD, C);
         residual_forward(t->x, t->h, (size_t)N * C);
         /* MLP block */
@@ -379,6 +388,8 @@ int teacher_forward(teacher *t, const int32_t *ids, const uint8_t *valid, int B,
             return fail(t, "hidden layer %d: the model has layers 0..%d", cap->hidden_layers[i], c->n_layers);
     if (cap && cap->mass && (cap->mass_layer < 1 || cap->mass_layer > c->n_layers))
         return fail(t, "mass layer %d: the model has layers 1..%d", cap->mass_layer, c->n_layers);
+    if (cap && cap->mass && cap->mass_rule != TEACHER_MASS_RECEIVED && cap->mass_rule != TEACHER_MASS_LAST)
+        return fail(t, "mass rule %d: expected received (0) or last (1)", (int)cap->mass_rule);
     if (cap && cap->topk && (cap->topk < 0 || cap->topk > c->vocab))
         return fail(t, "top-k %d: must be in 1..%d", cap->topk, c->vocab);
     if (cap && cap->rows && cap->topk && cap->topk > t->tk_cap) {

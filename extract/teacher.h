@@ -18,8 +18,14 @@
  *   hidden    the residual stream after chosen layers (0 = embeddings,
  *             l = after layer l), and the final-norm output (what feeds
  *             the LM head), each (B,T,C);
- *   mass      the received-attention mass of one chosen layer (B,T)
- *             (method.md §3, attention_forward's mass);
+ *   mass      one chosen layer's attention as a token mass (B,T), by
+ *             one of two rules: the attention each token receives,
+ *             averaged over heads and over the queries that see it
+ *             (method.md §3, attention_forward's mass), or the attention
+ *             of each sequence's last real query, summed over heads and
+ *             normalized over its keys (§9.1, attention_last_mass; 0 at
+ *             padding). Neither is floored. Only in teacher_forward, never
+ *             in generation;
  *   top-k     log-softmax over the full vocabulary, k best ids with their
  *             log-probs and the tail mass, computed a block of rows at a
  *             time (never B*T*V logits);
@@ -50,6 +56,12 @@ const cfg_model *teacher_config(const teacher *t);
 /* "F32", "F16", "BF16" (the dtype of the layer weights) */
 const char *teacher_weight_dtype(const teacher *t);
 
+/* The two attention masses (see the capture above). */
+typedef enum {
+    TEACHER_MASS_RECEIVED = 0, /* method.md §3: attention received, mean over heads and queries */
+    TEACHER_MASS_LAST          /* method.md §9.1: the last real query's row, summed over heads, normalized */
+} teacher_mass_rule;
+
 /* What one forward should produce; NULL pointers are not captured. */
 typedef struct {
     int n_hidden;            /* layers to capture, values in 0..L */
@@ -57,6 +69,7 @@ typedef struct {
     float **hidden;          /* n_hidden outputs, each (B,T,C) */
     float *final_hidden;     /* (B,T,C) after the final norm */
     int mass_layer;          /* 1..L: whose attention gives mass */
+    teacher_mass_rule mass_rule; /* how (0 = received, the default) */
     float *mass;             /* (B,T) */
     int topk;                /* k for top-k (0: none) */
     int32_t *topk_ids;       /* (B,T,k) */

@@ -80,7 +80,7 @@ typedef struct {
     int64_t teacher_vocab_size;           /* top-k ids are < this */
     const char *student_tokenizer_sha256; /* set when atoms = "student" */
     const char *atoms;                    /* "word" | "token" | "student" */
-    const char *mass;                     /* "attn:L" | "self:L" | "uniform" */
+    const char *mass;                     /* "attn:L" | "last:L" | "self:L" | "uniform" */
     int n_layers;                         /* 1..CACHE_MAX_LAYERS */
     int32_t layers[CACHE_MAX_LAYERS];     /* one /atoms/com/<j> per entry */
     int64_t hidden_size;                  /* d */

@@ -68,7 +68,7 @@ int64_t cache_writer_n_docs(const cache_writer *w) { return w->n_docs; }
 
 static int mass_rule_ok(const char *s) {
     if (!strcmp(s, "uniform")) return 1;
-    if (strncmp(s, "attn:", 5) && strncmp(s, "self:", 5)) return 0;
+    if (strncmp(s, "attn:", 5) && strncmp(s, "self:", 5) && strncmp(s, "last:", 5)) return 0;
     char *end;
     strtol(s + 5, &end, 10);
     return end != s + 5 && *end == 0;
@@ -82,7 +82,7 @@ static int check_meta(cache_writer *w, const cache_meta *m) {
         return sra_err_set(e, SRA_E_ARG, "%s: meta.atoms = '%s', expected word, token or student",
                            p, m->atoms ? m->atoms : "(null)");
     if (!m->mass || !mass_rule_ok(m->mass))
-        return sra_err_set(e, SRA_E_ARG, "%s: meta.mass = '%s', expected attn:L, self:L or uniform",
+        return sra_err_set(e, SRA_E_ARG, "%s: meta.mass = '%s', expected attn:L, last:L, self:L or uniform",
                            p, m->mass ? m->mass : "(null)");
     if (m->n_layers < 1 || m->n_layers > CACHE_MAX_LAYERS)
         return sra_err_set(e, SRA_E_ARG, "%s: meta.n_layers = %d, expected 1..%d", p,

@@ -117,7 +117,11 @@ check missing_flags nz "--teacher, --data and --out are required" "$X" --teacher
 check missing_value nz "--out: missing its value" "$X" --teacher "$M" --data x.jsonl --out
 check bad_shard nz "--shard '2/2': expected I/N" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --shard 2/2
 check bad_shard_text nz "--shard 'one': expected I/N" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --shard one
-check bad_mass nz "--mass 'heavy': expected attn" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass heavy
+check bad_mass nz "--mass 'heavy': expected last, last:L \(L >= 1\), attn" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass heavy
+check bad_mass_last_0 nz "--mass 'last:0': expected last, last:L \(L >= 1\)" \
+    "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass last:0
+check bad_mass_last_text nz "--mass 'last:x': expected last, last:L" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass last:x
+check bad_mass_last_empty nz "--mass 'last:': expected last, last:L" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass last:
 check bad_atoms nz "--atoms 'letters': expected word, token or student" \
     "$X" --teacher "$M" --data x.jsonl --out "$T/none" --atoms letters
 check bad_topk nz "--topk '0': expected an integer" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --topk 0
@@ -152,6 +156,7 @@ story() {
 RUN=("$X" --teacher "$M" --data "$D")
 check student_needs_tokenizer nz "--atoms student needs --student-tokenizer" "${RUN[@]}" --out "$T/st0" --atoms student
 check mass_layer_range nz "--mass attn:9: the teacher has attention layers 1..2" "${RUN[@]}" --out "$T/ml" --mass attn:9
+check mass_last_layer_range nz "--mass last:99: the teacher has attention layers 1..2" "${RUN[@]}" --out "$T/ml" --mass last:99
 
 check bad_records_skipped 0 "^records: 44 .*; 4 bad records; shards: 1 made, 0 already complete, of 1" \
     logged "$T/j1.log" "${RUN[@]}" --out "$T/j1" --batch 8 --threads 2
@@ -159,11 +164,19 @@ check bad_records_summary 0 "skipped 4 bad records; the first: 10 21 32 43 " cat
 check bad_records_stats 0 '"bad_records":4,"first_bad":\[\{"record":10,.*"record":21,.*"record":32,.*"record":43,' \
     "$B/sra-inspect" "$T/j1/shard-00000-of-00001.h5"
 check bad_records_manifest 0 "complete True, bad_records 4, records 44" manifest_is "$T/j1" true 4
+# the default mass is the paper's last:L (method.md §9.1) with L resolved
+# to the teacher's last layer, in the shard and in settings.json
+check default_mass_last 0 "atoms +word +mass last:2$" "$B/sra-inspect" "$T/j1/shard-00000-of-00001.h5"
+check default_mass_settings 0 '"mass":[[:space:]]*"last:2"' cat "$T/j1/settings.json"
 
 check strict_fails nz "record 10: invalid JSON.*--strict" "${RUN[@]}" --out "$T/strict" --strict
 check strict_leaves_no_shard 0 "nothing left" no_shard_left "$T/strict"
 
 check settings_mismatch nz "setting 'topk' differs" "${RUN[@]}" --out "$T/j1" --topk 32
+check settings_mismatch_mass nz "setting 'mass' differs: .*last:2.*attn:2" "${RUN[@]}" --out "$T/j1" --mass attn
+check settings_mismatch_mass_layer nz "setting 'mass' differs: .*last:2.*last:1" "${RUN[@]}" --out "$T/j1" --mass last:1
+# "last" and "last:2" name the default: the same settings, nothing to redo
+check rerun_explicit_last 0 "shards: 0 made, 1 already complete" "${RUN[@]}" --out "$T/j1" --mass last:2
 check rerun_same_settings 0 "shards: 0 made, 1 already complete" "${RUN[@]}" --out "$T/j1" --batch 8 --threads 2
 
 # the payload does not depend on --batch or --threads

@@ -10,7 +10,11 @@ stored value from scratch in numpy:
     float64 numpy forward), and for the reference prompts the stored
     reference files (final_hidden.npy, attn_last_mean.npy, hidden_states.npy);
   - mass (attn:L, self:L, uniform), CoM, the composition law and top-k with
-    the tail: the formulas of method.md §2-§4 written here / in sra_ref.
+    the tail: the formulas of method.md §2-§4 written here / in sra_ref;
+  - mass last:L (method.md §9.1, the default): sra_ref.last_query_mass on
+    the attention row of each stored piece's last token, layer 2 from
+    llama_ref's attn_last, layer 1 recomputed here from llama_ref's weights,
+    norm and RoPE (last_row_attention);
 Also: every word-atom boundary is a teacher token boundary; merging atoms
 into the GPT-2 student's spans equals the CoM taken directly over the span;
 --max-tokens pieces tile each document, never cut an atom, and hold the
@@ -117,6 +121,54 @@ def topk_check(doc, logits_rows, k):
     return id_bad, worst_lp, worst_tail
 
 
+def last_row_attention(model, ids, layer):
+    """(H, T) attention probabilities of the last query of ids in layer
+    `layer` (1-based), from llama_ref's forward: its residual stream before
+    that layer, then the layer's norm, q/k projections and RoPE, written
+    here from the Llama definition (method.md §9.1 needs one row only)."""
+    r = model.forward(ids)
+    x = r["hidden_states"][layer - 1]
+    T, H, KV, hd = len(ids), model.H, model.KV, model.hd
+    p = "model.layers.%d." % (layer - 1)
+    h = model.rmsnorm(x, model.W[p + "input_layernorm.weight"])
+    q = (h @ model.W[p + "self_attn.q_proj.weight"].T).reshape(T, H, hd)
+    k = (h @ model.W[p + "self_attn.k_proj.weight"].T).reshape(T, KV, hd)
+    pos = np.arange(T)
+    q, k = model.rope(q, pos), model.rope(k, pos)
+    k = np.repeat(k, H // KV, axis=1)
+    s = np.einsum("hd,shd->hs", q[-1], k) / np.sqrt(hd)    # the last query sees every key
+    a = np.exp(s - s.max(-1, keepdims=True))
+    return a / a.sum(-1, keepdims=True), r
+
+
+def piece_sequences(pieces, atoms, ids, MT):
+    """For the stored pieces of one record (in order): (piece, byte offset
+    of the piece in the record, its atoms in record bytes, the teacher
+    sequence it was run as, its atoms with token indices in that sequence).
+    The sequence is BOS + the body tokens after the previous piece up to
+    its last atom's last token (the last piece: to the end, when that fits)."""
+    out, pos, prev_last, T = [], 0, None, len(ids)
+    for k, p in enumerate(pieces):
+        mine = [(a + pos, b + pos) for a, b in p["atoms"]]
+        ai = [j for j, (a, b, _) in enumerate(atoms) if (a, b) in set(mine)]
+        first = 1 if prev_last is None else prev_last + 1
+        last = atoms[ai[-1]][2][-1]
+        if k == len(pieces) - 1 and 1 + (T - 1 - first + 1) <= MT:
+            last = T - 1
+        seq = [ids[0]] + ids[first:last + 1]
+        shift = [(a, b, [i - first + 1 for i in idx]) for a, b, idx in (atoms[j] for j in ai)]
+        out.append((p, pos, mine, seq, shift))
+        prev_last = atoms[ai[-1]][2][-1]
+        pos += len(p["text"])
+    return out
+
+
+def cache_mass_attr(out):
+    with h5py.File(os.path.join(out, sorted(f for f in os.listdir(out) if f.endswith(".h5"))[0]), "r") as f:
+        m = f.attrs["mass"]
+    return m.decode() if isinstance(m, bytes) else str(m)
+
+
 def atoms_of(offsets, text, mode="word"):
     return sra_ref.atoms_from([tuple(o) for o in offsets], text, mode)
 
@@ -142,7 +194,8 @@ def main():
 
     # --- A: word atoms, attn mass, layers 0, 1 and final, f32, top-16
     outA = os.path.join(tmp, "A")
-    extract(outA, data, "--layers", "0,1,final", "--dtype", "f32", "--topk", "16", "--student-tokenizer", GPT2)
+    extract(outA, data, "--mass", "attn", "--layers", "0,1,final", "--dtype", "f32", "--topk", "16",
+            "--student-tokenizer", GPT2)
     docs = read_cache(outA)
     check("A_docs", len(docs) == len(texts) and all(d["text"] == t.encode() for d, t in zip(docs, texts)),
           "%d docs" % len(docs))
@@ -236,31 +289,17 @@ def main():
         atoms = sra_ref.atoms_from([tuple(o) for o in tk["offsets"]], text, "student",
                                    [tuple(o) for o in st["offsets"]])
         ls = len(pr[rec][0].encode())
-        pos, got_atoms, prev_last = 0, [], None
-        T = len(tk["ids"])
-        for k, p in enumerate(pieces):
+        got_atoms = []
+        for p, pos, mine, seq, shift in piece_sequences(pieces, atoms, tk["ids"], MT):
             loss_ok &= p["loss_start"] == min(max(ls - pos, 0), len(p["text"]))
-            mine = [(a + pos, b + pos) for a, b in p["atoms"]]
             got_atoms += mine
-            # the piece's teacher sequence: BOS + the body tokens after the
-            # previous piece up to its last atom's last token (the last piece:
-            # to the end, when that fits)
-            ai = [j for j, (a, b, _) in enumerate(atoms) if (a, b) in set(mine)]
-            first = 1 if prev_last is None else prev_last + 1
-            last = atoms[ai[-1]][2][-1]
-            if k == len(pieces) - 1 and 1 + (T - 1 - first + 1) <= MT:
-                last = T - 1
-            seq = [tk["ids"][0]] + tk["ids"][first:last + 1]
             if len(seq) > MT:
                 tile_ok = False
             r = model.forward(seq)
-            shift = [(a, b, [i - first + 1 for i in idx]) for a, b, idx in (atoms[j] for j in ai)]
             com, M = sra_ref.atom_com(shift, r["final_hidden"], np.ones(len(seq)))
             w_piece = max(w_piece, rel(p["com"][-1], com), rel(p["mass"], M))
             b, wl, _ = topk_check(p, r["logits"][[idx[-1] for _, _, idx in shift]], 8)
             pid_bad, w_plp = pid_bad + b, max(w_plp, wl)
-            prev_last = atoms[ai[-1]][2][-1]
-            pos += len(p["text"])
         atoms_ok &= got_atoms == [(a, b) for a, b, _ in atoms]
     check("C_some_records_split", split >= 3, "%d records cut into pieces" % split)
     check("C_pieces_tile_documents", tile_ok)
@@ -268,6 +307,44 @@ def main():
     check("C_loss_start_per_piece", loss_ok)
     check("C_piece_values_uniform_mass", w_piece < 1e-5 and pid_bad == 0 and w_plp < 8e-3,
           "max rel %.2e, %d ids differ, log-prob %.2e" % (w_piece, pid_bad, w_plp))
+
+    # --- D: the default mass (last = last:2, method.md §9.1) and last:1,
+    # word atoms, f32, whole documents and --max-tokens pieces (each piece
+    # is its own sequence of a right-padded batch: its own last token is
+    # the query, the keys its BOS and tokens)
+    L = model.L
+    for name, flags, layer, MTD in (("D_last_default_whole", [], L, 512),
+                                     ("D_last_default_pieces", ["--max-tokens", "20"], L, 20),
+                                     ("D_last_1_pieces", ["--mass", "last:1", "--max-tokens", "28"], 1, 28)):
+        outD = os.path.join(tmp, name)
+        extract(outD, data, "--layers", "1,final", "--dtype", "f32", "--topk", "4", *flags)
+        attr = cache_mass_attr(outD)
+        check(name + "_mass_attribute", attr == "last:%d" % layer, "recorded %r" % attr)
+        docsD = read_cache(outD)
+        w_m = w_c = w_row = 0.0
+        n_pieces = n_split = 0
+        tile_ok = True
+        for rec, (t, tk) in enumerate(zip(texts, toks)):
+            atoms = atoms_of(tk["offsets"], t.encode())
+            pieces = [d for d in docsD if d["record"] == rec]
+            tile_ok &= b"".join(p["text"] for p in pieces) == t.encode()
+            n_split += len(pieces) > 1
+            for p, _, _, seq, shift in piece_sequences(pieces, atoms, tk["ids"], MTD):
+                row, r = last_row_attention(model, seq, layer)
+                if layer == L:  # llama_ref's own last-layer attention: the same row
+                    w_row = max(w_row, float(np.abs(row - r["attn_last"][:, -1, :]).max()))
+                m = sra_ref.last_query_mass(row)
+                for key, h in ((1, r["hidden_states"][1]), (-1, r["final_hidden"])):
+                    com, M = sra_ref.atom_com(shift, h, m)
+                    w_c = max(w_c, rel(p["com"][key], com))
+                w_m = max(w_m, rel(p["mass"], M))
+                n_pieces += 1
+        split_ok = n_split == 0 if MTD == 512 else n_split >= 3
+        check(name + "_pieces", tile_ok and split_ok, "%d pieces, %d records split" % (n_pieces, n_split))
+        if layer == L:
+            check(name + "_row_is_llama_ref_attn_last", w_row < 1e-12, "max abs %.2e" % w_row)
+        check(name + "_mass", w_m < 1e-5, "max rel %.2e over %d pieces" % (w_m, n_pieces))
+        check(name + "_com_layers_1_final", w_c < 1e-5, "max rel %.2e" % w_c)
     shutil.rmtree(tmp, ignore_errors=True)
     finish()
 

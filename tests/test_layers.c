@@ -2,8 +2,9 @@
  * test_layers - train/layers.h against independent references: the
  * plain-loop *_ref functions (double accumulation) for the BLAS paths,
  * direct double formulas for rmsnorm, RoPE (complex rotation), SwiGLU and
- * log-softmax, hand-computed values for RoPE and the attention mass, and a
- * brute-force full sort for top-k. Prints the max abs differences, as
+ * log-softmax and the last-query mass, hand-computed values for RoPE and
+ * both attention masses, one-hot values that expose the forward's
+ * attention rows, and a brute-force full sort for top-k. Prints the max abs differences, as
  * llm.c's test_gpt2.c does.
  */
 #include <complex.h>
@@ -293,6 +294,127 @@ TEST(attention_mass_by_hand) {
     }
 }
 
+/* attention_last_mass (method.md §9.1) against the definition recomputed
+ * here in double: for each row's last real position q*, one softmax per
+ * head over the real keys j <= q* (key head h / (NH/NKV)), summed over
+ * heads, divided by the total. Rows: all real, right-padded, a single
+ * real token (w = 1 at position 0), no real token (all 0); valid = NULL
+ * too. Shapes: GQA 8/2, multi-query, NH = NKV, T = 1. */
+static void last_mass_double(double *w, const float *q, const float *k, const uint8_t *valid, int B, int T, int NH,
+                             int NKV, int HS) {
+    double *p = malloc(sizeof(double) * (size_t)T);
+    for (int b = 0; b < B; b++) {
+        int n = 0; // real tokens: a prefix
+        while (n < T && (!valid || valid[b * T + n])) n++;
+        double *wb = w + (size_t)b * T;
+        for (int t = 0; t < T; t++) wb[t] = 0.0;
+        if (n == 0) continue;
+        for (int h = 0; h < NH; h++) {
+            const float *qv = q + (((size_t)b * T + n - 1) * NH + h) * HS;
+            double z = 0.0, mx = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                const float *kv = k + (((size_t)b * T + j) * NKV + h / (NH / NKV)) * HS;
+                double dot = 0.0;
+                for (int d = 0; d < HS; d++) dot += (double)qv[d] * (double)kv[d];
+                p[j] = dot / sqrt((double)HS);
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j < n; j++) z += (p[j] = exp(p[j] - mx));
+            for (int j = 0; j < n; j++) wb[j] += p[j] / z;
+        }
+        double tot = 0.0;
+        for (int j = 0; j < n; j++) tot += wb[j];
+        for (int j = 0; j < n; j++) wb[j] /= tot;
+    }
+    free(p);
+}
+
+TEST(attention_last_mass_vs_double) {
+    static const int shapes[][5] = {{4, 40, 8, 2, 16}, {4, 9, 4, 1, 5}, {4, 70, 3, 3, 8}, {1, 1, 2, 1, 4}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], NKV = shapes[s][3], HS = shapes[s][4];
+        size_t nq = (size_t)B * T * NH * HS, nk = (size_t)B * T * NKV * HS;
+        float *q = rand_buf(nq, 2), *k = rand_buf(nk, 2), *w = malloc(sizeof(float) * B * T);
+        double *want = malloc(sizeof(double) * B * T);
+        uint8_t *valid = malloc((size_t)B * T);
+        const int len[4] = {T, T - T / 3, 1, 0}; // all real, right-padded, one token, none
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) valid[b * T + t] = t < len[b];
+        for (int pad = 0; pad < 2; pad++) {
+            const uint8_t *vd = pad ? valid : NULL;
+            for (int i = 0; i < B * T; i++) w[i] = -1.0f; // every element must be written
+            attention_last_mass(w, q, k, vd, B, T, NH, NKV, HS);
+            last_mass_double(want, q, k, vd, B, T, NH, NKV, HS);
+            double d = 0.0, sum_err = 0.0;
+            int bad_pad = 0;
+            for (int b = 0; b < B; b++) {
+                double sum = 0.0;
+                for (int t = 0; t < T; t++) {
+                    d = fmax(d, fabs(w[b * T + t] - want[b * T + t]));
+                    sum += w[b * T + t];
+                    if (vd && !vd[b * T + t]) bad_pad += w[b * T + t] != 0.0f;
+                }
+                int n = vd ? len[b] : T;
+                sum_err = fmax(sum_err, fabs(sum - (n ? 1.0 : 0.0)));
+                if (n == 1) CHECK(w[b * T] == 1.0f, "B=%d T=%d: single-token row w_0 = %.9g, want 1", b, T, w[b * T]);
+            }
+            printf("  last-query mass B=%d T=%d NH=%d NKV=%d HS=%d pad=%d: max |w - double| = %.3g, "
+                   "max |sum w - 1| = %.3g\n", B, T, NH, NKV, HS, pad, d, sum_err);
+            CHECK(d < 1e-7 && sum_err < 1e-6, "w %g sum %g", d, sum_err);
+            CHECK(bad_pad == 0, "%d nonzero weights at padding keys", bad_pad);
+        }
+        free(q); free(k); free(w); free(want); free(valid);
+    }
+}
+
+/* The same weights from the attention the forward computes: with one-hot
+ * values v_j = e_j (HS >= T), attention_forward's output row of query q*,
+ * head h, is that head's probability row A_h[q*, .]. Its head mean must
+ * equal attention_last_mass, padded rows included. */
+TEST(attention_last_mass_vs_forward) {
+    enum { B = 3, T = 20, NH = 6, NKV = 2, HS = 24 };
+    size_t nq = (size_t)B * T * NH * HS, nk = (size_t)B * T * NKV * HS;
+    float *q = rand_buf(nq, 2), *k = rand_buf(nk, 2), *v = calloc(nk, sizeof(float));
+    float *out = malloc(sizeof(float) * nq), *w = malloc(sizeof(float) * B * T);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++)
+            for (int g = 0; g < NKV; g++) v[(((size_t)b * T + j) * NKV + g) * HS + j] = 1.0f;
+    const int len[B] = {T, 7, 1};
+    uint8_t valid[B * T];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) valid[b * T + t] = t < len[b];
+    att_case a = {B, T, T, NH, NKV, HS, q, k, v, out, NULL};
+    att_run(&a, valid, 0);
+    attention_last_mass(w, q, k, valid, B, T, NH, NKV, HS);
+    double d = 0.0;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++) {
+            double mean = 0.0;
+            for (int h = 0; h < NH; h++) mean += out[(((size_t)b * T + len[b] - 1) * NH + h) * HS + j];
+            d = fmax(d, fabs(w[b * T + j] - mean / NH));
+        }
+    printf("  last-query mass vs attention_forward's one-hot output rows: max diff = %.3g\n", d);
+    CHECK(d < 1e-6, "%g", d);
+    free(q); free(k); free(v); free(out); free(w);
+}
+
+/* By hand, the attention_mass_by_hand setup's last query (position 2):
+ * head 0 row (1/3, 1/3, 1/3), head 1 row (1/4, 1/2, 1/4) -> w = (7/24,
+ * 5/12, 7/24). Padding at 1: both heads (1/2, 0, 1/2) -> (1/2, 0, 1/2)
+ * (holes are skipped, though extract never makes them). Last real token
+ * at 1: head 0 (1/2, 1/2), head 1 (1/3, 2/3) -> (5/12, 7/12, 0). */
+TEST(attention_last_mass_by_hand) {
+    float q[6] = {0, 1, 0, 1, 0, 1}, k[3] = {0, (float)log(2.0), 0}, w[3];
+    static const uint8_t hole[3] = {1, 0, 1}, tail[3] = {1, 1, 0};
+    static const double want[3][3] = {{7.0 / 24, 5.0 / 12, 7.0 / 24}, {0.5, 0.0, 0.5}, {5.0 / 12, 7.0 / 12, 0.0}};
+    const uint8_t *vs[3] = {NULL, hole, tail};
+    for (int c = 0; c < 3; c++) {
+        attention_last_mass(w, q, k, vs[c], 1, 3, 2, 1, 1);
+        for (int i = 0; i < 3; i++)
+            CHECK(fabs(w[i] - want[c][i]) < 1e-7, "case %d: w_%d = %.8f, want %.8f", c, i, w[i], want[c][i]);
+    }
+}
+
 // ----------------------------------------------------------------------------
 
 static const float *cmp_logits;
@@ -383,6 +505,9 @@ int main(void) {
     RUN(attention_blas_vs_ref);
     RUN(attention_last_rows);
     RUN(attention_mass_by_hand);
+    RUN(attention_last_mass_vs_double);
+    RUN(attention_last_mass_vs_forward);
+    RUN(attention_last_mass_by_hand);
     RUN(logsoftmax_topk_vs_sort);
     RUN(swiglu_residual);
     return check_summary();

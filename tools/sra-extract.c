@@ -37,7 +37,10 @@ static void usage(FILE *f) {
         "what to store (method.md; all recorded in the cache):\n"
         "  --atoms word|token|student  atom boundaries (default word)\n"
         "  --student-tokenizer PATH  tokenizer.json of the student (required by --atoms student)\n"
-        "  --mass attn[:L]|self:L|uniform  token mass (default attn = attn:<last layer>)\n"
+        "  --mass last[:L]|attn[:L]|self:L|uniform\n"
+        "                            token mass (default last = last:<last layer>): last = the attention\n"
+        "                            of each piece's last token in layer L, summed over heads (paper, §9.1);\n"
+        "                            attn = attention received, mean over heads and queries (§3)\n"
         "  --layers L,L,...          hidden layers to store: 0..layers or 'final' (default final)\n"
         "  --topk K                  next-token log-probs kept per atom (default 64)\n"
         "  --dtype bf16|f16|f32      CoM element type (default bf16)\n"
@@ -188,7 +191,7 @@ int main(int argc, char **argv) {
             else s.atoms = (span_atoms_mode)m;
         } else if (!strcmp(a, "--mass")) {
             if (ext_mass_parse(v, &s.mass, &s.mass_layer)) {
-                fprintf(stderr, "sra-extract: --mass '%s': expected attn, attn:L, self:L or uniform\n", v);
+                fprintf(stderr, "sra-extract: --mass '%s': expected last, last:L (L >= 1), attn, attn:L, self:L or uniform\n", v);
                 bad = 1;
             }
         } else if (!strcmp(a, "--layers")) bad = parse_layers(v, &s);
