@@ -120,7 +120,7 @@ check bad_shard_text nz "--shard 'one': expected I/N" "$X" --teacher "$M" --data
 check bad_mass nz "--mass 'heavy': expected attn" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass heavy
 check bad_atoms nz "--atoms 'letters': expected word, token or student" \
     "$X" --teacher "$M" --data x.jsonl --out "$T/none" --atoms letters
-check bad_topk nz "--topk '0': expected an integer" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --topk 0
+check bad_topk nz "--topk '-1': expected an integer" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --topk -1
 check unknown_flag nz "unknown option '--frobnicate'" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --frobnicate 1
 
 # ------------------------------------------------- a JSONL with bad records
