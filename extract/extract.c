@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache_head.h"
 #include "config.h"
 #include "layers.h"
 #include "plan.h"
@@ -290,7 +291,8 @@ typedef struct {
 
 static int grow_batch(worker *k, size_t rows, sra_err *e) {
     if (rows <= k->cap_rows) return 0;
-    size_t C = (size_t)k->c->hidden, K = (size_t)k->s->topk;
+    /* --topk 0 keeps one unused column: no malloc(0) */
+    size_t C = (size_t)k->c->hidden, K = (size_t)(k->s->topk ? k->s->topk : 1);
     void **bufs[] = {(void **)&k->ids, (void **)&k->valid, (void **)&k->rows, (void **)&k->final_h,
                      (void **)&k->mass, (void **)&k->lp, (void **)&k->tail, (void **)&k->topk_ids};
     size_t sizes[] = {4, 1, 1, 4 * C, 4, 4 * K, 4, 4 * K};
@@ -308,7 +310,7 @@ static int grow_batch(worker *k, size_t rows, sra_err *e) {
 }
 
 static int grow_piece(worker *k, size_t n_seq, size_t A, sra_err *e) {
-    size_t C = (size_t)k->c->hidden, K = (size_t)k->s->topk;
+    size_t C = (size_t)k->c->hidden, K = (size_t)(k->s->topk ? k->s->topk : 1);
     if (n_seq > k->cap_seq) {
         free(k->m);
         if (!(k->m = malloc(n_seq * sizeof(float)))) return sra_err_set(e, SRA_E_NOMEM, "out of memory");
@@ -382,7 +384,7 @@ static int flush_batch(worker *k, sra_err *e) {
         cap.mass_rule = s->mass == EXT_MASS_LAST ? TEACHER_MASS_LAST : TEACHER_MASS_RECEIVED;
         cap.mass = k->mass;
     }
-    cap.topk = K;
+    cap.topk = K; /* 0 (--topk 0): the teacher skips its LM head altogether */
     cap.topk_ids = k->topk_ids;
     cap.topk_logprobs = k->lp;
     cap.tail = k->tail;
@@ -428,7 +430,7 @@ static int flush_batch(worker *k, sra_err *e) {
             k->out_start[a] = (int32_t)at->start;
             k->out_end[a] = (int32_t)at->end;
             k->out_mass[a] = k->M[a];
-            k->out_tail[a] = k->tail[r];
+            k->out_tail[a] = K ? k->tail[r] : 1.0f; /* not stored when K = 0 */
             memcpy(k->out_ids + (size_t)a * K, k->topk_ids + r * K, (size_t)K * sizeof(int32_t));
             for (int i = 0; i < K; i++) k->out_lp[(size_t)a * K + i] = sra_f32_to_f16(k->lp[r * K + i]);
         }
@@ -688,6 +690,25 @@ static int shard_done(const char *path, const resolved *rs, FILE *log) {
     return ok;
 }
 
+/* The teacher's LM head into the cache folder (cache_head.h), its bytes as
+ * the checkpoint stores them. Every process of a sharded extraction writes
+ * it (or finds the same bytes there), so --finalize finds it whichever
+ * tasks ran; a different head already there is refused. */
+static int write_head(const char *dir, const teacher *t, const resolved *rs, sra_err *e) {
+    const st_tensor *h = teacher_head_tensor(t);
+    const char *base = strrchr(h->file, '/') ? strrchr(h->file, '/') + 1 : h->file;
+    char sha[65] = "";
+    /* its file's sha256, from the "HEX  name" lines already computed */
+    for (const char *l = rs->weights_sha; l && *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) : strlen(l);
+        if (len == 66 + strlen(base) && !memcmp(l + 66, base, len - 66)) snprintf(sha, sizeof sha, "%.64s", l);
+        l += len + (nl ? 1 : 0);
+    }
+    cache_head_src src = {h->dtype_str, h->shape[0], h->shape[1], h->data, h->name, base, sha};
+    return cache_head_write(dir, &src, e);
+}
+
 static char *slurp(const char *dir, const char *name, size_t *n, sra_err *e) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -701,7 +722,7 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
     double t0 = sra_now();
     if (!s->teacher_dir || !s->out_dir || s->n_data < 1)
         return sra_err_set(e, SRA_E_ARG, "need a teacher folder, at least one data file and an output folder");
-    if (s->topk < 1) return sra_err_set(e, SRA_E_ARG, "--topk %d: must be >= 1", s->topk);
+    if (s->topk < 0) return sra_err_set(e, SRA_E_ARG, "--topk %d: must be >= 0", s->topk);
     if (s->batch < 1) return sra_err_set(e, SRA_E_ARG, "--batch %d: must be >= 1", s->batch);
     if (s->zstd_level < 0 || s->zstd_level > 22)
         return sra_err_set(e, SRA_E_ARG, "--zstd-level %d: must be in 0..22", s->zstd_level);
@@ -820,6 +841,7 @@ int ext_run(const ext_settings *s, ext_report *rep, sra_err *e) {
         goto out;
     }
     if ((rc = check_settings_file(s->out_dir, rs.json, e))) goto out;
+    if ((rc = write_head(s->out_dir, t, &rs, e))) goto out;
 
     /* the shards this process owns */
     rep->setup_seconds = sra_now() - t0;
@@ -924,7 +946,7 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
     int N = (int)jn->valuedouble, rc = 0, missing = 0, broken = 0;
     cJSON *man = cJSON_CreateObject(), *shards = cJSON_CreateArray();
     char first_problem[4400] = "";
-    int64_t next_record = 0;
+    int64_t next_record = 0, head_V = 0, head_d = 0;
     for (int i = 0; i < N; i++) {
         shard_path(path, sizeof path, dir, i, N);
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -971,6 +993,8 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
             continue;
         }
         next_record = m->record_end;
+        head_V = m->teacher_vocab_size; /* the same in every shard: the settings say so */
+        head_d = m->hidden_size;
         cJSON_AddNumberToObject(o, "record_start", (double)m->record_start);
         cJSON_AddNumberToObject(o, "record_end", (double)m->record_end);
         cJSON_AddNumberToObject(o, "docs", (double)cache_n_docs(r));
@@ -997,7 +1021,36 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
         for (int j = 0; j < nd && j < 40; j++) rep.payload_bytes += (int64_t)info[j].raw_bytes;
         cache_close(r);
     }
-    int ok = !missing && !broken;
+    /* the teacher's LM head, checked against the shards' vocabulary and
+     * hidden size (cache_head.h); without a good shard there is nothing to
+     * check it against, and the manifest is incomplete anyway */
+    cJSON *head = cJSON_CreateObject();
+    char head_problem[1100] = "";
+    cJSON_AddStringToObject(head, "file", CACHE_HEAD_FILE);
+    if (head_V > 0) {
+        cache_head_info hi;
+        sra_err he;
+        if (cache_head_check(dir, head_V, head_d, &hi, &he)) {
+            snprintf(head_problem, sizeof head_problem, "%s", he.msg);
+            cJSON_AddBoolToObject(head, "complete", 0);
+            cJSON_AddStringToObject(head, "error", he.msg);
+        } else {
+            cJSON *shape = cJSON_CreateArray();
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)hi.shape[0]));
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)hi.shape[1]));
+            cJSON_AddStringToObject(head, "sha256", hi.sha256);
+            cJSON_AddNumberToObject(head, "bytes", (double)hi.bytes);
+            cJSON_AddStringToObject(head, "dtype", hi.dtype);
+            cJSON_AddItemToObject(head, "shape", shape);
+            cJSON_AddStringToObject(head, "source_tensor", hi.source_tensor);
+            cJSON_AddStringToObject(head, "source_file", hi.source_file);
+            cJSON_AddStringToObject(head, "source_file_sha256", hi.source_sha256);
+        }
+    } else {
+        cJSON_AddBoolToObject(head, "complete", 0);
+        cJSON_AddStringToObject(head, "error", "not checked: no shard is complete");
+    }
+    int ok = !missing && !broken && !head_problem[0];
     cJSON_AddStringToObject(man, "format", "sra-cache-manifest");
     cJSON_AddNumberToObject(man, "format_version", 1);
     cJSON_AddBoolToObject(man, "complete", ok);
@@ -1008,6 +1061,7 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
     cJSON_AddNumberToObject(man, "bad_records", (double)rep.bad_records);
     cJSON_AddItemToObject(man, "settings", want);
     want = NULL;
+    cJSON_AddItemToObject(man, "teacher_head", head);
     cJSON_AddItemToObject(man, "shards", shards);
     char *js = cJSON_Print(man);
     cJSON_Delete(man);
@@ -1020,10 +1074,13 @@ int ext_finalize(const char *dir, FILE *log, ext_report *rep_out, sra_err *e) {
         rc = sra_write_file_atomic(path, js, e);
         free(js);
     }
-    if (!rc && !ok)
+    if (!rc && !ok && (missing || broken))
         rc = sra_err_set(e, SRA_E_INCOMPLETE, "%s: %d of %d shards missing, %d broken (first: %s); "
                          "manifest.json says complete: false. Run the missing shards again, then --finalize",
                          dir, missing, N, broken, first_problem);
+    else if (!rc && !ok)
+        rc = sra_err_set(e, SRA_E_INCOMPLETE, "%s: the teacher head is not usable: %s; manifest.json says "
+                         "complete: false", dir, head_problem);
     if (!rc && log)
         fprintf(log, "sra-extract: %s: %d shards verified, %lld records, %lld docs, %lld atoms; manifest.json written\n",
                 dir, N, (long long)rep.records, (long long)rep.docs, (long long)rep.atoms);

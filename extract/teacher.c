@@ -81,6 +81,7 @@ static int fail(teacher *t, const char *fmt, ...) {
 const char *teacher_errmsg(const teacher *t) { return t ? t->err : "out of memory"; }
 const cfg_model *teacher_config(const teacher *t) { return &t->c; }
 const char *teacher_weight_dtype(const teacher *t) { return t->wdtype; }
+const st_tensor *teacher_head_tensor(const teacher *t) { return t->head; }
 
 /* ============================================================ weights */
 

@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "safetensors.h"
 
 typedef struct teacher teacher;
 
@@ -55,6 +56,10 @@ void teacher_free(teacher *t);
 const cfg_model *teacher_config(const teacher *t);
 /* "F32", "F16", "BF16" (the dtype of the layer weights) */
 const char *teacher_weight_dtype(const teacher *t);
+/* The LM head as the checkpoint stores it (the embedding table when tied):
+ * what sra-extract copies into the cache (cache_head.h). Valid until
+ * teacher_free. */
+const st_tensor *teacher_head_tensor(const teacher *t);
 
 /* The two attention masses (see the capture above). */
 typedef enum {

@@ -1,6 +1,7 @@
 /*
- * cache.h - the sra teacher cache, format v1: what stage one (sra-extract)
+ * cache.h - the sra teacher cache, format v2: what stage one (sra-extract)
  * writes and stage two (sra-train) streams. Full description: CACHE.md.
+ * The folder's teacher LM head (teacher_head.safetensors) is cache_head.h.
  *
  * One HDF5 file per shard. Every per-atom dataset is chunked along rows and
  * compressed with zstd (HDF5 filter 32015, optionally after HDF5's byte
@@ -22,6 +23,7 @@
  *   /atoms/topk_ids           int32   [n_atoms, k]    teacher ids, most probable first
  *   /atoms/topk_logprob       float16 [n_atoms, k]    log p over the FULL vocabulary
  *   /atoms/tail_mass          float32 [n_atoms]       1 - Σ exp(topk_logprob)
+ *                             (these three are absent when k = 0, version 2)
  *   /teacher/tokenizer_json   uint8   [n]             the teacher's tokenizer.json
  *   /teacher/config_json      uint8   [n]             the teacher's config.json
  *   /student/tokenizer_json   uint8   [n]             only when atoms = "student"
@@ -34,6 +36,10 @@
  * increasing) and top-k ids (< teacher_vocab_size) are checked as documents
  * are decoded. A zstd frame carries a checksum, so a damaged chunk is an
  * error, never silently wrong numbers.
+ *
+ * Versions: the writer writes 2; the reader accepts 1 and 2. Version 2
+ * added k = 0 (no next-token top-k: the paper preset needs none) and the
+ * mass rule "last:L", both of which a version-1 reader would misread.
  *
  * Lifetimes: a handle owns everything its pointers point to. cache_meta
  * strings from a reader are valid until cache_close; a cache_doc from
@@ -58,7 +64,8 @@
 #include "util.h"
 
 #define CACHE_FORMAT "sra-cache"
-#define CACHE_VERSION 1
+#define CACHE_VERSION 2     /* what the writer writes */
+#define CACHE_VERSION_MIN 1 /* the oldest the reader accepts */
 #define CACHE_MAX_LAYERS 16
 /* Layer ids: 0 = embeddings, i = output of block i (HF hidden_states[i]),
  * CACHE_LAYER_FINAL = the final-norm output that feeds the LM head. */
@@ -85,7 +92,7 @@ typedef struct {
     int32_t layers[CACHE_MAX_LAYERS];     /* one /atoms/com/<j> per entry */
     int64_t hidden_size;                  /* d */
     cache_dtype hidden_dtype;
-    int64_t topk;                         /* k >= 1 */
+    int64_t topk;                         /* k >= 0; 0 = no top-k datasets */
     double temperature;                   /* of the stored distribution (1) */
     const char *dataset_sha256;
     int64_t record_start, record_end;     /* records [start, end) of the dataset */
@@ -95,6 +102,8 @@ typedef struct {
                                              (JSON object): written at finish by
                                              cache_writer_set_stats; reader: "{}"
                                              when the attribute is absent */
+    int64_t format_version;               /* reader: the file's (1 or 2);
+                                             writer: ignored (writes CACHE_VERSION) */
 
     /* Blobs. Writer: the bytes to store (teacher tokenizer and config are
      * required, the student tokenizer only with atoms = "student").
@@ -120,6 +129,9 @@ typedef struct {
     const int32_t *topk_ids;    /* (A, k) */
     const uint16_t *topk_logprob; /* (A, k) IEEE half bits */
     const float *tail_mass;     /* (A) */
+    /* With k = 0 the writer ignores the three top-k pointers (they may be
+     * NULL); the reader gives non-NULL empty top-k arrays and a tail mass
+     * of 1 for every atom (nothing kept: the tail is all the mass). */
 } cache_doc;
 
 /* ================================================================ writer */

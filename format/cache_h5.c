@@ -59,6 +59,10 @@ int64_t cache_ds_cols(const cache_meta *m, int ds) {
     return c == COLS_K ? m->topk : c == COLS_D ? m->hidden_size : 1;
 }
 
+int cache_ds_present(const cache_meta *m, int ds) {
+    return m->topk > 0 || (ds != DS_IDS && ds != DS_LP && ds != DS_TAIL);
+}
+
 int cache_ds_rank(int ds) { return cache_schema[ds < DS_COM0 ? ds : DS_COM0].cols == COLS_1 ? 1 : 2; }
 
 const char *cache_dtype_name(cache_dtype t) {

@@ -37,6 +37,10 @@ elem_type cache_ds_type(const cache_meta *m, int ds);
 size_t cache_et_size(elem_type t);
 int64_t cache_ds_cols(const cache_meta *m, int ds);
 int cache_ds_rank(int ds); /* 1 for per-row scalars, 2 for (rows, k|d) */
+/* 0 for the top-k datasets (ids, log-probs, tail) of a k = 0 cache: they
+ * are not written (HDF5 chunks cannot have a zero dimension, and an
+ * absent dataset says "no top-k" to h5py readers as plainly as any). */
+int cache_ds_present(const cache_meta *m, int ds);
 
 /* Blobs: dataset path, meta field access. */
 enum { BLOB_TEACHER_TOK, BLOB_TEACHER_CFG, BLOB_STUDENT_TOK, BLOB_N };

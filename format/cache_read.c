@@ -278,10 +278,17 @@ static int decode_block(cache_reader *r, worker *w, block *b, int64_t doc0, int6
         if (ds == DS_TEXT) { row0 = b->text0; row1 = b->text1; }
         else if (ds >= DS_START) { row0 = b->atom0; row1 = b->atom1; }
         else continue; /* per-document arrays are resident */
-        size_t need = (size_t)(row1 - row0) * r->ds[ds].row_bytes;
+        int present = cache_ds_present(&r->m, ds);
+        /* a k = 0 cache stores no top-k: empty id/log-prob rows, tail 1 */
+        size_t need = present ? (size_t)(row1 - row0) * r->ds[ds].row_bytes
+                    : ds == DS_TAIL ? (size_t)(row1 - row0) * sizeof(float) : 0;
         if (grow(&b->arr[ds], &b->cap[ds], need ? need : 1)) {
             snprintf(b->err, sizeof b->err, "out of memory for a block of %zu bytes", need);
             return b->rc = SRA_E_NOMEM;
+        }
+        if (!present) {
+            for (int64_t i = 0; ds == DS_TAIL && i < row1 - row0; i++) ((float *)b->arr[ds])[i] = 1.0f;
+            continue;
         }
         int rc = read_rows(r, w, ds, row0, row1, b->arr[ds], b->err, sizeof b->err);
         if (rc) return b->rc = rc;
@@ -373,8 +380,10 @@ static int read_meta(cache_reader *r) {
                     "missing or not 1..16 integers");
     if (cache_dtype_parse(dtype, &m->hidden_dtype))
         return fail(r, SRA_E_FORMAT, "hidden_dtype is '%s', expected %s", dtype, "bf16, f16 or f32");
-    if (m->hidden_size < 1 || m->topk < 1)
-        return fail(r, SRA_E_FORMAT, "hidden_size and topk must be >= 1%s%s", "", "");
+    /* k = 0 (no top-k) exists since version 2 */
+    if (m->hidden_size < 1 || m->topk < (m->format_version >= 2 ? 0 : 1))
+        return fail(r, SRA_E_FORMAT, "hidden_size must be >= 1 and topk >= %s (format version %s)",
+                    m->format_version >= 2 ? "0" : "1", m->format_version >= 2 ? "2" : "1");
     return 0;
 }
 
@@ -542,11 +551,13 @@ static int open_locked(cache_reader *r) {
                            "%s: not an sra cache (root attribute 'format' is not '%s')", p,
                            CACHE_FORMAT);
     int64_t ver = 0, complete = 0;
-    if (h5_attr_get_i64(r->file, "format_version", &ver) != 1 || ver != CACHE_VERSION)
+    if (h5_attr_get_i64(r->file, "format_version", &ver) != 1 || ver < CACHE_VERSION_MIN ||
+        ver > CACHE_VERSION)
         return sra_err_set(&r->err, SRA_E_VERSION,
-                           "%s: cache format version %lld, this sra reads version %d; "
+                           "%s: cache format version %lld, this sra reads versions %d to %d; "
                            "regenerate the cache with this sra's sra-extract",
-                           p, (long long)ver, CACHE_VERSION);
+                           p, (long long)ver, CACHE_VERSION_MIN, CACHE_VERSION);
+    r->m.format_version = ver;
     if (h5_attr_get_i64(r->file, "complete", &complete) != 1 || complete != 1)
         return sra_err_set(&r->err, SRA_E_INCOMPLETE,
                            "%s: marked incomplete (complete = %lld): its writer did not finish; "
@@ -554,11 +565,12 @@ static int open_locked(cache_reader *r) {
     if ((rc = read_meta(r))) return rc;
     r->nds = cache_n_datasets(&r->m);
     for (int ds = 0; ds < r->nds; ds++)
-        if ((rc = open_dataset(r, ds))) return rc;
+        if (cache_ds_present(&r->m, ds) && (rc = open_dataset(r, ds))) return rc;
     r->n_text = r->ds[DS_TEXT].rows;
     r->n_docs = r->ds[DS_TEXT_OFF].rows - 1;
     r->n_atoms = r->ds[DS_START].rows;
     for (int ds = 0; ds < r->nds; ds++) {
+        if (!cache_ds_present(&r->m, ds)) continue;
         rows_kind k = cache_schema[ds < DS_COM0 ? ds : DS_COM0].rows;
         int64_t want = k == ROWS_TEXT ? r->n_text : k == ROWS_DOCS1 ? r->n_docs + 1
                      : k == ROWS_DOCS ? r->n_docs : r->n_atoms;

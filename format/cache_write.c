@@ -99,8 +99,8 @@ static int check_meta(cache_writer *w, const cache_meta *m) {
                            (long long)m->hidden_size);
     if (m->hidden_dtype != CACHE_F32 && m->hidden_dtype != CACHE_F16 && m->hidden_dtype != CACHE_BF16)
         return sra_err_set(e, SRA_E_ARG, "%s: meta.hidden_dtype invalid", p);
-    if (m->topk < 1 || (m->teacher_vocab_size > 0 && m->topk > m->teacher_vocab_size))
-        return sra_err_set(e, SRA_E_ARG, "%s: meta.topk = %lld, expected 1..vocab size (%lld)", p,
+    if (m->topk < 0 || (m->teacher_vocab_size > 0 && m->topk > m->teacher_vocab_size))
+        return sra_err_set(e, SRA_E_ARG, "%s: meta.topk = %lld, expected 0..vocab size (%lld)", p,
                            (long long)m->topk, (long long)m->teacher_vocab_size);
     if (!(m->temperature > 0))
         return sra_err_set(e, SRA_E_ARG, "%s: meta.temperature must be > 0", p);
@@ -134,8 +134,9 @@ static int check_doc(cache_writer *w, const cache_doc *d) {
     if (d->n_atoms < 1)
         return sra_err_set(e, SRA_E_ARG, "%s: doc %lld (record %lld) has no atom", w->path, n,
                            (long long)d->record);
-    if (!d->atom_start || !d->atom_end || !d->mass || !d->topk_ids || !d->topk_logprob ||
-        !d->tail_mass)
+    int k = m->topk > 0; /* with k = 0 the top-k pointers are not used */
+    if (!d->atom_start || !d->atom_end || !d->mass ||
+        (k && (!d->topk_ids || !d->topk_logprob || !d->tail_mass)))
         return sra_err_set(e, SRA_E_ARG, "%s: doc %lld: an atom array is NULL", w->path, n);
     for (int j = 0; j < m->n_layers; j++)
         if (!d->com[j])
@@ -150,9 +151,10 @@ static int check_doc(cache_writer *w, const cache_doc *d) {
                                w->path, n, (long long)d->record, (long long)i, s, t,
                                (long long)d->text_len);
         prev = t;
-        if (!isfinite(d->mass[i]) || d->mass[i] < 0 || !isfinite(d->tail_mass[i]))
+        float tail = k ? d->tail_mass[i] : 1.0f;
+        if (!isfinite(d->mass[i]) || d->mass[i] < 0 || !isfinite(tail))
             return sra_err_set(e, SRA_E_ARG, "%s: doc %lld atom %lld: mass %g / tail %g not finite",
-                               w->path, n, (long long)i, d->mass[i], d->tail_mass[i]);
+                               w->path, n, (long long)i, d->mass[i], tail);
     }
     if (m->teacher_vocab_size > 0)
         for (int64_t i = 0; i < d->n_atoms * m->topk; i++)
@@ -346,9 +348,12 @@ static int write_meta(cache_writer *w, const cache_meta *m) {
     bad |= h5_attr_put_i64(r, "topk", m->topk);
     bad |= h5_attr_put_f64(r, "temperature", m->temperature);
     bad |= h5_attr_put_str(r, "topk_tail",
-                           "topk_logprob are log-probabilities normalized over the full teacher "
-                           "vocabulary (never renormalized over the top k); "
-                           "tail_mass = 1 - sum(exp(topk_logprob))");
+                           m->topk == 0
+                               ? "no next-token top-k stored (topk = 0): the datasets topk_ids, "
+                                 "topk_logprob and tail_mass are absent"
+                               : "topk_logprob are log-probabilities normalized over the full teacher "
+                                 "vocabulary (never renormalized over the top k); "
+                                 "tail_mass = 1 - sum(exp(topk_logprob))");
     bad |= h5_attr_put_str(r, "dataset_sha256", m->dataset_sha256);
     bad |= h5_attr_put_i64(r, "record_start", m->record_start);
     bad |= h5_attr_put_i64(r, "record_end", m->record_end);
@@ -412,7 +417,8 @@ int cache_writer_open(cache_writer **out, const char *path, const cache_meta *m,
         if (g < 0) rc = fail_h5(w, "creating group", groups[i]);
         else H5Gclose(g);
     }
-    for (int ds = 0; !rc && ds < w->nds; ds++) rc = create_app(w, ds);
+    for (int ds = 0; !rc && ds < w->nds; ds++)
+        if (cache_ds_present(m, ds)) rc = create_app(w, ds);
     if (!rc) rc = write_blob(w, cache_blob_name[BLOB_TEACHER_TOK], m->teacher_tokenizer_json,
                              m->teacher_tokenizer_len);
     if (!rc) rc = write_blob(w, cache_blob_name[BLOB_TEACHER_CFG], m->teacher_config_json,
@@ -456,10 +462,12 @@ int cache_writer_add(cache_writer *w, const cache_doc *d) {
         (rc = app_push(w, &w->ds[DS_REC], &d->record, 1)) ||
         (rc = app_push(w, &w->ds[DS_START], d->atom_start, A)) ||
         (rc = app_push(w, &w->ds[DS_END], d->atom_end, A)) ||
-        (rc = app_push(w, &w->ds[DS_MASS], d->mass, A)) ||
-        (rc = app_push(w, &w->ds[DS_IDS], d->topk_ids, A)) ||
-        (rc = app_push(w, &w->ds[DS_LP], d->topk_logprob, A)) ||
-        (rc = app_push(w, &w->ds[DS_TAIL], d->tail_mass, A)))
+        (rc = app_push(w, &w->ds[DS_MASS], d->mass, A)))
+        return rc;
+    if (w->m.topk > 0 &&
+        ((rc = app_push(w, &w->ds[DS_IDS], d->topk_ids, A)) ||
+         (rc = app_push(w, &w->ds[DS_LP], d->topk_logprob, A)) ||
+         (rc = app_push(w, &w->ds[DS_TAIL], d->tail_mass, A))))
         return rc;
     for (int j = 0; j < w->m.n_layers; j++)
         if ((rc = app_push(w, &w->ds[DS_COM0 + j], d->com[j], A))) return rc;

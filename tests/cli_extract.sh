@@ -76,7 +76,7 @@ after_kill() {
     for f in "$d"/*; do
         base=${f##*/}
         case $base in
-            settings.json) ;;
+            settings.json|teacher_head.safetensors) ;;
             shard-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].h5)
                 if ! "$B/sra-inspect" "$f" >/dev/null 2>&1; then echo "$base: named complete but not readable"; return 1; fi
                 complete=$((complete + 1)) ;;
@@ -124,7 +124,7 @@ check bad_mass_last_text nz "--mass 'last:x': expected last, last:L" "$X" --teac
 check bad_mass_last_empty nz "--mass 'last:': expected last, last:L" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --mass last:
 check bad_atoms nz "--atoms 'letters': expected word, token or student" \
     "$X" --teacher "$M" --data x.jsonl --out "$T/none" --atoms letters
-check bad_topk nz "--topk '0': expected an integer" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --topk 0
+check bad_topk nz "--topk '-1': expected an integer" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --topk -1
 check unknown_flag nz "unknown option '--frobnicate'" "$X" --teacher "$M" --data x.jsonl --out "$T/none" --frobnicate 1
 
 # ------------------------------------------------- a JSONL with bad records
@@ -240,3 +240,85 @@ head -c 20000 "$T/u/shard-00002-of-00006.h5" > "$T/tr/shard-00002-of-00006.h5"
 check truncated_remade 0 "shards: 1 made, 5 already complete, of 6" logged "$T/tr.log" "${KRUN[@]}" --out "$T/tr"
 check truncated_detected 0 "shard-00002-of-00006.h5: .*making it again" cat "$T/tr.log"
 check truncated_remade_same 0 "^same \(exact\)" "$PY" "$SAME" --exact "$T/u" "$T/tr"
+
+# ------------------- the teacher's LM head travels with the cache; --topk 0
+# (issue 17). The head file is read back with plain numpy (header JSON +
+# offsets) and compared with the checkpoint's tensor parsed the same way;
+# TinyStories-656K is tied and stores only lm_head.weight (F32).
+# head_matches DIR: teacher_head.safetensors holds exactly the teacher's
+# head bytes, and manifest.json's teacher_head names its sha256 and shape.
+head_matches() {
+    "$PY" - "$1" "$M/model.safetensors" <<'PY'
+import hashlib, json, struct, sys
+import numpy as np
+def tensors(path):
+    b = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", b[:8])
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    return b, {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items()}, h, meta
+d = sys.argv[1]
+raw, ht, hh, hmeta = tensors(d + "/teacher_head.safetensors")
+_, mt, mh, _ = tensors(sys.argv[2])
+name = "lm_head.weight" if "lm_head.weight" in mt else "model.embed_tokens.weight"
+man = json.load(open(d + "/manifest.json"))["teacher_head"]
+ok = list(ht) == ["lm_head.weight"] and ht["lm_head.weight"] == mt[name]
+ok = ok and hh["lm_head.weight"]["dtype"] == mh[name]["dtype"] == man["dtype"]
+ok = ok and hh["lm_head.weight"]["shape"] == mh[name]["shape"] == man["shape"] == [2048, 128]
+ok = ok and man["sha256"] == hashlib.sha256(raw).hexdigest() and man["bytes"] == len(raw)
+ok = ok and hmeta["source_tensor"] == name and hmeta["source_file"] == "model.safetensors"
+w = np.frombuffer(ht["lm_head.weight"], dtype=np.float32).reshape(2048, 128)
+print("head: %s %s, %d bytes, max |w| %.4f, sha256 %s" % (man["dtype"], man["shape"], man["bytes"], np.abs(w).max(), man["sha256"][:16]))
+sys.exit(0 if ok else 1)
+PY
+}
+# topk_absent DIR: no top-k datasets in the shards; h5py reads the rest
+topk_absent() {
+    "$PY" - "$1" <<'PY'
+import glob, sys
+import h5py
+for p in sorted(glob.glob(sys.argv[1] + "/shard-*.h5")):
+    with h5py.File(p, "r") as f:
+        assert f.attrs["topk"] == 0 and f.attrs["format_version"] == 2, p
+        assert not any(k in f["atoms"] for k in ("topk_ids", "topk_logprob", "tail_mass")), p
+        n = f["atoms/mass"].shape[0]
+print("no top-k datasets; %d atoms read with h5py" % n)
+PY
+}
+bytes_of() { cat "$1"/shard-*.h5 | wc -c; }
+
+check head_single_process 0 "head: F32 \[2048, 128\], 1048[0-9]+ bytes" head_matches "$T/j1"
+check topk0_run 0 "shards: 1 made" "${RUN[@]}" --out "$T/z0" --topk 0
+check topk0_no_datasets 0 "no top-k datasets" topk_absent "$T/z0"
+check topk0_head 0 "head: F32" head_matches "$T/z0"
+check topk0_smaller 0 "smaller" bash -c "a=\$(cat '$T'/z0/shard-*.h5 | wc -c); b=\$(cat '$T'/j1/shard-*.h5 | wc -c); echo \"topk 0: \$a bytes, topk 64: \$b bytes\"; [ \$a -lt \$b ] && echo smaller"
+check topk0_same_coms 0 "^same" bash -c "'$PY' - '$T/z0' '$T/j1' <<'PY'
+import glob, sys
+import h5py, numpy as np
+a, b = (h5py.File(sorted(glob.glob(d + '/shard-*.h5'))[0], 'r') for d in sys.argv[1:])
+same = all(np.array_equal(a[k][()], b[k][()]) for k in ('atoms/com/0', 'atoms/mass', 'atoms/start', 'docs/text'))
+print('same CoMs, masses, atoms and text' if same else 'different')
+PY"
+check topk0_inspect 0 "teacher head +.*teacher_head.safetensors: lm_head.weight F32 \[2048, 128\], 10[0-9]+ bytes \(1.00 MiB\), sha256 [0-9a-f]{64} \(verified" \
+    "$B/sra-inspect" "$T/z0"
+check topk0_inspect_shard 0 "top-k +none" "$B/sra-inspect" "$T/z0/shard-00000-of-00001.h5"
+check topk_resume_differs nz "setting 'topk' differs" "${RUN[@]}" --out "$T/z0" --topk 64
+
+# a head that differs from this teacher's is refused, not replaced
+cp -r "$T/z0" "$T/zh" && "$PY" -c "
+import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[-5] ^= 1; open(p, 'wb').write(b)" "$T/zh/teacher_head.safetensors"
+check head_differs_refused nz "teacher_head.safetensors exists and differs" "${RUN[@]}" --out "$T/zh" --topk 0
+check head_corrupt_inspect nz "teacher_head.safetensors: sha256 is [0-9a-f]+, but .*manifest.json says" "$B/sra-inspect" "$T/zh"
+check head_missing_finalize nz "teacher head is not usable: .*teacher_head.safetensors: missing" bash -c "rm '$T/zh/teacher_head.safetensors'; '$X' --finalize '$T/zh'"
+check head_missing_manifest 0 "complete False" manifest_is "$T/zh" false
+
+# --task I/T processes, then --finalize: the manifest gets the head
+"${RUN[@]}" --out "$T/tk" --topk 0 --task 0/2 --quiet > "$T/tk0.log" 2>&1 & t0=$!
+"${RUN[@]}" --out "$T/tk" --topk 0 --task 1/2 --quiet > "$T/tk1.log" 2>&1 & t1=$!
+bgpids=("$t0" "$t1")
+wait $t0; rt0=$?; wait $t1; rt1=$?
+bgpids=()
+check task_processes 0 "both exited 0" bash -c "cat '$T/tk0.log' '$T/tk1.log'; [ $rt0 = 0 ] && [ $rt1 = 0 ] && echo both exited 0"
+check task_no_tmp 0 "no .tmp" bash -c "! ls -A '$T/tk' | grep -F .tmp && echo no .tmp left"
+check task_finalize 0 "2 shards verified" "$X" --finalize "$T/tk"
+check task_finalize_head 0 "head: F32 \[2048, 128\]" head_matches "$T/tk"

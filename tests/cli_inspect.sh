@@ -28,3 +28,14 @@ head -c 20000 "$T/a.h5" > "$T/trunc.h5"
 check truncated nz "trunc.h5: .*truncated" "$B/sra-inspect" "$T/trunc.h5"
 # several files: the good one is printed, the bad one fails the run
 check mixed nz "text.h5: not an HDF5 file" "$B/sra-inspect" "$T/a.h5" "$T/text.h5"
+# the teacher head line (cache_head.h): a lone shard has no folder manifest;
+# a folder whose manifest names no head (made before the head travelled)
+# says so and still inspects; --doc wants a shard, not a folder
+check head_lone_shard 0 "teacher head +none known: no manifest.json" "$B/sra-inspect" "$T/a.h5"
+mkdir "$T/old" && cp "$T/a.h5" "$T/old/shard-00000-of-00001.h5"
+echo '{"format": "sra-cache-manifest", "complete": true, "docs": 12, "shards": [{"file": "shard-00000-of-00001.h5", "docs": 12, "atoms": 5, "bytes": 1000}]}' > "$T/old/manifest.json"
+check head_none_folder 0 "teacher head +none: .*no \"teacher_head\".*re-extract" "$B/sra-inspect" "$T/old"
+check head_none_folder_shards 0 "shard +shard-00000-of-00001.h5: 12 docs" "$B/sra-inspect" "$T/old"
+check head_none_shard 0 "teacher head +none: " "$B/sra-inspect" "$T/old/shard-00000-of-00001.h5"
+check folder_doc nz "is a folder: --doc needs a shard file" "$B/sra-inspect" --doc 0 "$T/old"
+check folder_no_manifest nz "manifest.json: cannot read" "$B/sra-inspect" "$T"

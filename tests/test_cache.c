@@ -1,5 +1,5 @@
 /*
- * test_cache - the cache format v1: bit-exact round trips for every dtype
+ * test_cache - the cache format v2: bit-exact round trips for every dtype
  * and storage option, read-ahead with several threads and block sizes,
  * determinism, writer validation, and one distinct error for every kind of
  * bad file (issue 3 acceptance). The expected values come from the fixture
@@ -14,9 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "cache.h"
+#include "cache_head.h"
 #include "check.h"
 #include "fixture.h"
+#include "loader.h"
+#include "safetensors.h"
 #include "zstd_filter.h"
 
 static char g_dir[256];
@@ -392,11 +397,11 @@ TEST(bad_files_each_get_their_own_error) {
     rc = open_and_read(bad, msg, sizeof msg);
     CHECK(rc == SRA_E_MISSING && strstr(msg, "/atoms/mass"), "missing dataset (%s): %s", sra_err_name(rc), msg);
 
-    /* wrong version */
+    /* wrong version (a future one) */
     copy_file(good, bad);
-    set_attr_i64(bad, "format_version", 2, H5T_STD_I64LE);
+    set_attr_i64(bad, "format_version", 3, H5T_STD_I64LE);
     rc = open_and_read(bad, msg, sizeof msg);
-    CHECK(rc == SRA_E_VERSION && strstr(msg, "version 2") && strstr(msg, "regenerate"),
+    CHECK(rc == SRA_E_VERSION && strstr(msg, "version 3") && strstr(msg, "regenerate"),
           "wrong version (%s): %s", sra_err_name(rc), msg);
 
     /* complete = 0 */
@@ -518,6 +523,363 @@ TEST(random_bit_flips_never_crash_or_lie) {
     free(b);
 }
 
+/* ------------------------------------------------ k = 0 and version 1 */
+
+TEST(topk_zero_roundtrip) {
+    /* k = 0: the fixture's tail is 1 - (sum of nothing) = 1, computed by
+     * the fixture, not by the reader */
+    cfg c = {CACHE_BF16, 2, 3, -1, 48, 0, 60, 1 << 20, 7};
+    roundtrip(&c, "k=0");
+    cfg c1 = {CACHE_F32, 1, 0, -1, 8, 0, 20, 4096, 5};
+    roundtrip(&c1, "k=0 f32 uncompressed");
+    char p0[512], p8[512];
+    path_in(p0, sizeof p0, "k0.h5");
+    path_in(p8, sizeof p8, "k8.h5");
+    cfg c8 = c;
+    c8.k = 8;
+    CHECK(write_fixture(&c, p0) == 0 && write_fixture(&c8, p8) == 0, "write");
+    hid_t f = H5Fopen(p0, H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0 && H5Lexists(f, "/atoms/topk_ids", H5P_DEFAULT) == 0 &&
+              H5Lexists(f, "/atoms/topk_logprob", H5P_DEFAULT) == 0 &&
+              H5Lexists(f, "/atoms/tail_mass", H5P_DEFAULT) == 0 && H5Lexists(f, "/atoms/mass", H5P_DEFAULT) > 0,
+          "k = 0: the top-k datasets must be absent, the others present");
+    if (f >= 0) H5Fclose(f);
+    struct stat s0, s8;
+    CHECK(stat(p0, &s0) == 0 && stat(p8, &s8) == 0 && s0.st_size < s8.st_size, "k=0 %lld bytes, k=8 %lld bytes",
+          (long long)s0.st_size, (long long)s8.st_size);
+    printf("  same docs: k=0 %lld bytes, k=8 %lld bytes\n", (long long)s0.st_size, (long long)s8.st_size);
+    cache_reader *r;
+    CHECK(cache_open(&r, p0) == 0 && cache_meta_get(r)->format_version == 2 && cache_meta_get(r)->topk == 0,
+          "k=0 opens as version 2: %s", cache_errmsg(r));
+    cache_close(r);
+    /* the writer takes NULL top-k pointers when k = 0 */
+    cache_meta m;
+    meta_for(&c, &m);
+    cache_writer *w;
+    fx_doc fd;
+    cache_doc d;
+    fx_doc_make(&fd, 1, 0, &m);
+    fx_doc_view(&fd, &m, &d);
+    d.topk_ids = NULL;
+    d.topk_logprob = NULL;
+    d.tail_mass = NULL;
+    path_in(p0, sizeof p0, "k0null.h5");
+    int rc = cache_writer_open(&w, p0, &m, NULL);
+    if (!rc) rc = cache_writer_add(w, &d);
+    if (!rc) rc = cache_writer_finish(w);
+    CHECK(rc == 0, "k = 0 with NULL top-k pointers: %s", cache_writer_errmsg(w));
+    cache_writer_free(w);
+    fx_doc_free(&fd, &m);
+    m.topk = -1;
+    CHECK(cache_writer_open(&w, p0, &m, NULL) == SRA_E_ARG && strstr(cache_writer_errmsg(w), "topk = -1"),
+          "k = -1 refused: %s", cache_writer_errmsg(w));
+    cache_writer_free(w);
+}
+
+TEST(version_1_still_opens) {
+    cfg c = {CACHE_F16, 2, 3, -1, 32, 6, 30, 1 << 20, 13};
+    char p[512], msg[1024];
+    path_in(p, sizeof p, "v1.h5");
+    CHECK(write_fixture(&c, p) == 0, "write");
+    set_attr_i64(p, "format_version", 1, H5T_STD_I64LE);
+    cache_reader *r;
+    int rc = cache_open(&r, p);
+    CHECK(rc == 0 && cache_meta_get(r)->format_version == 1, "version 1 opens: %s", cache_errmsg(r));
+    cache_meta m;
+    meta_for(&c, &m);
+    int64_t bad = -1, i = 0;
+    cache_doc d;
+    if (!rc && cache_iter_begin(r, 0, cache_n_docs(r), 2) == 0)
+        while (cache_iter_next(r, &d) == 1) {
+            if (bad < 0 && same_doc(&c, &m, &d, i)) bad = i;
+            i++;
+        }
+    CHECK(i == c.docs && bad < 0, "version 1: %lld docs read, first different %lld", (long long)i, (long long)bad);
+    cache_close(r);
+    /* k = 0 did not exist in version 1: such a file is refused */
+    cfg z = c;
+    z.k = 0;
+    CHECK(write_fixture(&z, p) == 0, "write");
+    set_attr_i64(p, "format_version", 1, H5T_STD_I64LE);
+    rc = open_and_read(p, msg, sizeof msg);
+    CHECK(rc == SRA_E_FORMAT && strstr(msg, "topk >= 1"), "version 1 with k = 0 (%s): %s", sra_err_name(rc), msg);
+}
+
+/* ------------------------------------------------------- the teacher head */
+
+/* IEEE half -> float, written out here so that the check does not lean on
+ * util.c's converter. */
+static float ref_f16(uint16_t h) {
+    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
+    return (float)(s ? -v : v);
+}
+
+/* Element i of a checkpoint tensor as float, from its raw bytes. */
+static float ref_elem(const st_tensor *t, size_t i) {
+    const uint8_t *p = (const uint8_t *)t->data;
+    if (t->dtype == ST_F32) { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    uint16_t u;
+    memcpy(&u, p + 2 * i, 2);
+    if (t->dtype == ST_F16) return ref_f16(u);
+    uint32_t b = (uint32_t)u << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static void write_manifest(const char *dir, const char *head_json) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "{\"format\": \"sra-cache-manifest\", \"complete\": true, "
+               "\"shards\": [{\"file\": \"shard-00000-of-00001.h5\"}]%s%s}\n",
+            head_json ? ", \"teacher_head\": " : "", head_json ? head_json : "");
+    fclose(f);
+}
+
+static void head_json(char *out, size_t n, const cache_head_info *i, const char *sha, const char *dtype) {
+    snprintf(out, n, "{\"file\": \"%s\", \"sha256\": \"%s\", \"bytes\": %lld, \"dtype\": \"%s\", \"shape\": [%lld, %lld]}",
+             i->file, sha ? sha : i->sha256, (long long)i->bytes, dtype ? dtype : i->dtype, (long long)i->shape[0],
+             (long long)i->shape[1]);
+}
+
+static void flip_byte(const char *path, off_t at) {
+    int fd = open(path, O_RDWR);
+    uint8_t b = 0;
+    CHECK(fd >= 0 && pread(fd, &b, 1, at) == 1, "pread %s", path);
+    b ^= 0x01;
+    CHECK(pwrite(fd, &b, 1, at) == 1, "pwrite %s", path);
+    close(fd);
+}
+
+/* The head of checkpoint `model` through write, check, open and rows. */
+static void head_case(const char *model, const char *label) {
+    st_file *st = NULL;
+    if (st_open(&st, model)) {
+        CHECK(0, "%s: %s", label, st_errmsg(st));
+        st_close(st);
+        return;
+    }
+    const st_tensor *t = st_find(st, "lm_head.weight");
+    if (!t) t = st_find(st, "model.embed_tokens.weight"); /* tied and stored once */
+    CHECK(t && t->ndim == 2, "%s: no head tensor", label);
+    if (!t) { st_close(st); return; }
+    int64_t V = t->shape[0], D = t->shape[1];
+    char dir[512], path[600], msg[1200];
+    snprintf(dir, sizeof dir, "%s/head_%s", g_dir, label);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/%s", dir, CACHE_HEAD_FILE);
+    sra_err e = {0};
+    cache_head_src src = {t->dtype_str, V, D, t->data, t->name, "model.safetensors", "00ff"};
+    CHECK(cache_head_write(dir, &src, &e) == 0, "%s: write: %s", label, e.msg);
+
+    /* the file, read by hand: one tensor, the checkpoint's bytes */
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    CHECK(read_file(path, &buf, &n) == 0 && n > 8, "%s: read back", label);
+    uint64_t hl = 0;
+    for (int i = 0; buf && i < 8; i++) hl |= (uint64_t)buf[i] << (8 * i);
+    CHECK(hl % 8 == 0 && 8 + hl + t->nbytes == n, "%s: header %llu, file %zu, tensor %zu bytes", label,
+          (unsigned long long)hl, n, t->nbytes);
+    if (buf && 8 + hl + t->nbytes == n) {
+        CHECK(!memcmp(buf + 8 + hl, t->data, t->nbytes), "%s: stored bytes differ from the checkpoint's", label);
+        cJSON *h = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl);
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(h, "lm_head.weight");
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(w, "dtype"), *sh = cJSON_GetObjectItemCaseSensitive(w, "shape");
+        const cJSON *of = cJSON_GetObjectItemCaseSensitive(w, "data_offsets");
+        CHECK(cJSON_GetArraySize(h) == 2 && cJSON_IsString(dt) && !strcmp(dt->valuestring, t->dtype_str) &&
+                  cJSON_GetArrayItem(sh, 0)->valuedouble == (double)V &&
+                  cJSON_GetArrayItem(sh, 1)->valuedouble == (double)D && cJSON_GetArrayItem(of, 0)->valuedouble == 0 &&
+                  cJSON_GetArrayItem(of, 1)->valuedouble == (double)t->nbytes &&
+                  !strcmp(cJSON_GetObjectItemCaseSensitive(md, "format")->valuestring, CACHE_HEAD_FORMAT) &&
+                  !strcmp(cJSON_GetObjectItemCaseSensitive(md, "source_tensor")->valuestring, t->name),
+              "%s: header %.*s", label, (int)hl, (const char *)buf + 8);
+        cJSON_Delete(h);
+    }
+    free(buf);
+
+    /* written again with the same bytes: kept (same inode); different: refused */
+    struct stat s1, s2;
+    stat(path, &s1);
+    CHECK(cache_head_write(dir, &src, &e) == 0, "%s: rewrite of the same head: %s", label, e.msg);
+    cache_head_src other = src;
+    other.source_file = "other.safetensors";
+    int rc = cache_head_write(dir, &other, &e);
+    CHECK(rc == SRA_E_ARG && strstr(e.msg, path) && strstr(e.msg, "differs"), "%s: a different head (%s): %s", label,
+          sra_err_name(rc), e.msg);
+    stat(path, &s2);
+    CHECK(s1.st_ino == s2.st_ino && s1.st_size == s2.st_size, "%s: the head file was replaced", label);
+
+    /* check for the manifest, then open through it */
+    cache_head_info info;
+    CHECK(cache_head_check(dir, V, D, &info, &e) == 0, "%s: check: %s", label, e.msg);
+    char hex[65];
+    CHECK(sra_sha256_file(path, hex, &e) == 0 && !strcmp(hex, info.sha256) && info.bytes == (int64_t)s1.st_size &&
+              !strcmp(info.dtype, t->dtype_str) && !strcmp(info.source_tensor, t->name) &&
+              !strcmp(info.source_file, "model.safetensors"),
+          "%s: info", label);
+    rc = cache_head_check(dir, V + 1, D, &info, &e);
+    CHECK(rc == SRA_E_FORMAT && strstr(e.msg, path) && strstr(e.msg, "expected ["), "%s: wrong shape (%s): %s",
+          label, sra_err_name(rc), e.msg);
+    CHECK(cache_head_check(dir, V, D, &info, &e) == 0, "%s: check", label);
+    char hj[600];
+    head_json(hj, sizeof hj, &info, NULL, NULL);
+    write_manifest(dir, hj);
+    cache_head *h = NULL;
+    rc = cache_head_open(&h, dir);
+    CHECK(rc == 0 && cache_head_vocab(h) == V && cache_head_dim(h) == D, "%s: open: %s", label, cache_head_errmsg(h));
+    if (!rc) {
+        /* random rows (and both ends) against the bytes converted here */
+        enum { NR = 40 };
+        int32_t ids[NR];
+        uint64_t seed = 99;
+        for (int i = 0; i < NR; i++) ids[i] = (int32_t)(sra_splitmix64(&seed) % (uint64_t)V);
+        ids[0] = 0;
+        ids[1] = (int32_t)V - 1;
+        ids[2] = ids[3];
+        float *out = malloc(sizeof(float) * NR * (size_t)D);
+        CHECK(cache_head_rows(h, ids, NR, out) == 0, "%s: rows: %s", label, cache_head_errmsg(h));
+        size_t diff = 0;
+        for (int i = 0; i < NR; i++)
+            for (int64_t j = 0; j < D; j++) {
+                float want = ref_elem(t, (size_t)ids[i] * (size_t)D + (size_t)j), got = out[(size_t)i * D + j];
+                diff += memcmp(&want, &got, 4) != 0;
+            }
+        CHECK(diff == 0, "%s: %zu of %lld row elements differ from the checkpoint's", label, diff, (long long)NR * D);
+        int32_t badid[2] = {3, (int32_t)V};
+        rc = cache_head_rows(h, badid, 2, out);
+        snprintf(msg, sizeof msg, "id %lld", (long long)V);
+        CHECK(rc == SRA_E_ARG && strstr(cache_head_errmsg(h), msg), "%s: id V (%s): %s", label, sra_err_name(rc),
+              cache_head_errmsg(h));
+        free(out);
+    }
+    cache_head_close(h);
+
+    /* one byte of the data flipped: refused at open, naming file and hashes */
+    off_t at = (off_t)(s1.st_size - (off_t)t->nbytes / 2);
+    flip_byte(path, at);
+    rc = cache_head_open(&h, dir);
+    CHECK(rc == SRA_E_CORRUPT && strstr(cache_head_errmsg(h), path) && strstr(cache_head_errmsg(h), info.sha256) &&
+              strstr(cache_head_errmsg(h), "sha256 is "),
+          "%s: flipped byte (%s): %s", label, sra_err_name(rc), cache_head_errmsg(h));
+    cache_head_close(h);
+    flip_byte(path, at);
+    /* the manifest's hash edited */
+    char sha[65];
+    memcpy(sha, info.sha256, sizeof sha);
+    sha[10] = sha[10] == '0' ? '1' : '0';
+    head_json(hj, sizeof hj, &info, sha, NULL);
+    write_manifest(dir, hj);
+    rc = cache_head_open(&h, dir);
+    CHECK(rc == SRA_E_CORRUPT && strstr(cache_head_errmsg(h), sha) && strstr(cache_head_errmsg(h), info.sha256),
+          "%s: edited manifest hash (%s): %s", label, sra_err_name(rc), cache_head_errmsg(h));
+    cache_head_close(h);
+    /* the manifest's dtype wrong */
+    head_json(hj, sizeof hj, &info, NULL, strcmp(info.dtype, "F16") ? "F16" : "BF16");
+    write_manifest(dir, hj);
+    rc = cache_head_open(&h, dir);
+    CHECK(rc == SRA_E_FORMAT && strstr(cache_head_errmsg(h), "manifest.json says"), "%s: wrong dtype (%s): %s", label,
+          sra_err_name(rc), cache_head_errmsg(h));
+    cache_head_close(h);
+    /* no head in the manifest: its own code */
+    write_manifest(dir, NULL);
+    rc = cache_head_open(&h, dir);
+    CHECK(rc == SRA_E_MISSING && strstr(cache_head_errmsg(h), "re-extract"), "%s: no head (%s): %s", label,
+          sra_err_name(rc), cache_head_errmsg(h));
+    cache_head_close(h);
+    printf("  %s: %s [%lld, %lld] head, %lld bytes\n", label, t->dtype_str, (long long)V, (long long)D,
+           (long long)s1.st_size);
+    st_close(st);
+}
+
+TEST(teacher_head_f32_tinystories) {
+    char m[1024];
+    snprintf(m, sizeof m, "%s/models/tinystories-656k/model.safetensors", check_shared());
+    if (access(m, R_OK)) { check_missing_asset("teacher_head_f32_tinystories", m); return; }
+    head_case(m, "tinystories_F32");
+}
+
+TEST(teacher_head_half_tinystories) {
+    const char *mr = getenv("SRA_MODEL_REF");
+    if (!mr || !*mr) { check_missing("teacher_head_half_tinystories", "SRA_MODEL_REF (tests/run.sh makes it)"); return; }
+    const char *dts[] = {"BF16", "F16"};
+    for (int i = 0; i < 2; i++) {
+        char m[1024], label[64];
+        snprintf(m, sizeof m, "%s/tinystories_%s", mr, dts[i]);
+        snprintf(label, sizeof label, "tinystories_%s", dts[i]);
+        head_case(m, label);
+    }
+}
+
+/* A cache folder of one fixture shard with k = 0: the loader streams it,
+ * and finds a head only once the manifest names one of the right shape. */
+TEST(loader_topk_zero_and_head) {
+    cfg c = {CACHE_BF16, 1, 3, -1, 16, 0, 30, 1 << 20, 21};
+    char dir[512], p[600], err[1200];
+    snprintf(dir, sizeof dir, "%s/ldr0", g_dir);
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/shard-00000-of-00001.h5", dir);
+    /* the loader loads the stored teacher tokenizer: the fixture's lists a
+     * word twice, so this one names ids by number */
+    char *fx_tok = g_tok, *tok = malloc(64 * FX_VOCAB + 128);
+    size_t tn = (size_t)sprintf(tok, "{\"version\":\"1.0\",\"added_tokens\":[],\"model\":{\"type\":\"BPE\",\"vocab\":{");
+    for (int i = 0; i < FX_VOCAB; i++) tn += (size_t)sprintf(tok + tn, "%s\"t%d\":%d", i ? "," : "", i, i);
+    sprintf(tok + tn, "},\"merges\":[]}}");
+    g_tok = tok;
+    CHECK(write_fixture(&c, p) == 0, "write");
+    g_tok = fx_tok;
+    free(tok);
+    write_manifest(dir, NULL);
+    ldr *l = NULL;
+    if (ldr_open(&l, dir, CACHE_LAYER_FINAL, 1, err, sizeof err)) {
+        CHECK(0, "ldr_open: %s", err);
+        return;
+    }
+    int64_t atoms = 0, bad_tail = 0;
+    for (int i = 0; i < 40; i++) {
+        ldr_doc d;
+        if (ldr_next(l, &d, err, sizeof err)) { CHECK(0, "ldr_next: %s", err); break; }
+        CHECK(d.k == 0 && d.A > 0, "doc k %d A %lld", d.k, (long long)d.A);
+        for (int64_t a = 0; a < d.A; a++) bad_tail += d.tail[a] != 1.0f;
+        atoms += d.A;
+        ldr_recycle(l);
+    }
+    CHECK(atoms > 0 && bad_tail == 0, "%lld atoms, %lld with a tail other than 1", (long long)atoms, (long long)bad_tail);
+    cache_head *h = NULL;
+    int rc = ldr_head_open(l, &h, err, sizeof err);
+    CHECK(rc == SRA_E_MISSING && strstr(err, "re-extract"), "no head (%s): %s", sra_err_name(rc), err);
+    cache_head_close(h);
+    /* a head of the fixture's shape (FX_VOCAB x d), then one of another shape */
+    for (int wrong = 0; wrong < 2; wrong++) {
+        int64_t V = FX_VOCAB + wrong, D = c.d;
+        float *w = malloc(sizeof(float) * (size_t)(V * D));
+        for (int64_t i = 0; i < V * D; i++) w[i] = (float)i * 0.25f;
+        char hp[700];
+        snprintf(hp, sizeof hp, "%s/%s", dir, CACHE_HEAD_FILE);
+        unlink(hp);
+        sra_err e = {0};
+        cache_head_src src = {"F32", V, D, w, "lm_head.weight", "model.safetensors", ""};
+        cache_head_info info;
+        CHECK(cache_head_write(dir, &src, &e) == 0 && cache_head_check(dir, V, D, &info, &e) == 0, "head: %s", e.msg);
+        char hj[600];
+        head_json(hj, sizeof hj, &info, NULL, NULL);
+        write_manifest(dir, hj);
+        rc = ldr_head_open(l, &h, err, sizeof err);
+        if (!wrong) {
+            float row[64];
+            int32_t id = 7;
+            CHECK(rc == 0 && cache_head_rows(h, &id, 1, row) == 0 && row[3] == (float)(7 * D + 3) * 0.25f,
+                  "head opens through the loader: %s", err);
+        } else
+            CHECK(rc == SRA_E_FORMAT && strstr(err, "teacher_vocab_size"), "wrong shape (%s): %s", sra_err_name(rc), err);
+        cache_head_close(h);
+        free(w);
+    }
+    ldr_close(l);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/sra-test-cache-XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
@@ -529,6 +891,11 @@ int main(void) {
     RUN(bad_files_each_get_their_own_error);
     RUN(kill_9_leaves_nothing_that_reads_as_complete);
     RUN(random_bit_flips_never_crash_or_lie);
+    RUN(topk_zero_roundtrip);
+    RUN(version_1_still_opens);
+    RUN(teacher_head_f32_tinystories);
+    RUN(teacher_head_half_tinystories);
+    RUN(loader_topk_zero_and_head);
     free(g_tok);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

@@ -77,7 +77,7 @@ def h5py_reads_our_file():
         with h5py.File(path, "r") as f:
             # string attributes are fixed-length (CACHE.md): h5py gives bytes
             a = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
-            assert a["format"] == "sra-cache" and int(a["format_version"]) == 1
+            assert a["format"] == "sra-cache" and int(a["format_version"]) == 2
             assert int(a["complete"]) == 1 and a["hidden_dtype"] == dtype
             assert list(a["layers"]) == [-1, 1]
             for name, want in raw.items():

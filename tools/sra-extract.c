@@ -42,7 +42,8 @@ static void usage(FILE *f) {
         "                            of each piece's last token in layer L, summed over heads (paper, §9.1);\n"
         "                            attn = attention received, mean over heads and queries (§3)\n"
         "  --layers L,L,...          hidden layers to store: 0..layers or 'final' (default final)\n"
-        "  --topk K                  next-token log-probs kept per atom (default 64)\n"
+        "  --topk K                  next-token log-probs kept per atom (default 64; 0 = none, for a\n"
+        "                            cache only the paper preset reads: no LM head matmul at all)\n"
         "  --dtype bf16|f16|f32      CoM element type (default bf16)\n"
         "  --zstd-level N            0 (none) .. 22 (default 1)\n"
         "  --max-tokens N            longer documents are cut between atoms (default min(max positions, 2048))\n"
@@ -195,7 +196,7 @@ int main(int argc, char **argv) {
                 bad = 1;
             }
         } else if (!strcmp(a, "--layers")) bad = parse_layers(v, &s);
-        else if (!strcmp(a, "--topk")) bad = parse_int(a, v, 1, 1 << 20, &s.topk);
+        else if (!strcmp(a, "--topk")) bad = parse_int(a, v, 0, 1 << 20, &s.topk);
         else if (!strcmp(a, "--dtype")) {
             if (cache_dtype_parse(v, &s.dtype)) { fprintf(stderr, "sra-extract: --dtype '%s': expected bf16, f16 or f32\n", v); bad = 1; }
         } else if (!strcmp(a, "--zstd-level")) bad = parse_int(a, v, 0, 22, &s.zstd_level);

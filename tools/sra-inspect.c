@@ -1,30 +1,40 @@
 /*
- * sra-inspect - print what an sra cache shard holds.
+ * sra-inspect - print what an sra cache shard (or cache folder) holds.
  *
- *   sra-inspect [--doc N] [--atoms M] FILE...
+ *   sra-inspect [--doc N] [--atoms M] FILE|DIR...
  *
- * Without --doc: metadata, counts and per-dataset raw vs stored bytes.
+ * Without --doc: metadata, counts and per-dataset raw vs stored bytes, and
+ * the teacher LM head stored beside the shards (cache_head.h), checked
+ * against the manifest's sha256. A cache folder: its manifest, head and
+ * one line per shard.
  * With --doc N: document N of each file, atom by atom (its text, mass, tail
  * mass and the top 5 of its stored top-k with the teacher's token strings).
  */
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "cache.h"
+#include "cache_head.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: sra-inspect [options] FILE...\n"
-            "  Prints the metadata, counts and storage of sra cache shards.\n"
+            "usage: sra-inspect [options] FILE|DIR...\n"
+            "  Prints the metadata, counts and storage of sra cache shards, and the teacher LM head\n"
+            "  of their folder (checked against manifest.json). DIR: a cache folder (manifest, head,\n"
+            "  one line per shard).\n"
             "options:\n"
             "  --doc N     dump document N (0-based) with its atoms\n"
             "  --atoms M   with --doc: show at most M atoms (default 50; 0 = all)\n"
             "  -h, --help  this text\n"
             "example:\n"
             "  sra-inspect cache/shard-00000-of-00004.h5\n"
+            "  sra-inspect cache\n"
             "  sra-inspect --doc 3 cache/shard-00000-of-00004.h5\n");
 }
 
@@ -89,10 +99,96 @@ static void human(double b, char out[32]) {
     snprintf(out, 32, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
+/* The "teacher head" line of cache folder dir. Returns 0, or < 0 when the
+ * folder's head is refused (damaged, or not what the manifest says). */
+static int print_head(const char *dir, int need_manifest) {
+    char mp[4200];
+    struct stat st;
+    snprintf(mp, sizeof mp, "%s/manifest.json", dir);
+    if (!need_manifest && stat(mp, &st) != 0) {
+        printf("  teacher head    none known: no manifest.json in %s (only a finished cache folder has one)\n", dir);
+        return 0;
+    }
+    cache_head *h = NULL;
+    int rc = cache_head_open(&h, dir);
+    if (!rc) {
+        const cache_head_info *i = cache_head_get_info(h);
+        char size[32];
+        human((double)i->bytes, size);
+        printf("  teacher head    %s: %s %s [%lld, %lld], %lld bytes (%s), sha256 %s (verified against "
+               "manifest.json)\n",
+               cache_head_path(h), CACHE_HEAD_TENSOR, i->dtype, (long long)i->shape[0], (long long)i->shape[1],
+               (long long)i->bytes, size, i->sha256);
+        if (i->source_tensor[0])
+            printf("    source           %s of %s (sha256 %s)\n", i->source_tensor, i->source_file,
+                   i->source_sha256[0] ? i->source_sha256 : "?");
+    } else if (rc == SRA_E_MISSING) {
+        printf("  teacher head    none: %s\n", cache_head_errmsg(h));
+        rc = 0;
+    } else {
+        printf("  teacher head    REFUSED: %s\n", cache_head_errmsg(h));
+        fprintf(stderr, "sra-inspect: %s\n", cache_head_errmsg(h));
+    }
+    cache_head_close(h);
+    return rc;
+}
+
+/* The folder that holds path ("." when none). */
+static void dir_of(const char *path, char *out, size_t n) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(out, n, ".");
+    else if (slash == path) snprintf(out, n, "/");
+    else snprintf(out, n, "%.*s", (int)(slash - path), path);
+}
+
+/* A cache folder: its manifest in a few lines, its head, one line per shard. */
+static int print_folder(const char *dir) {
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/manifest.json", dir);
+    size_t n;
+    char *text = sra_read_file(mp, &n);
+    if (!text) {
+        fprintf(stderr, "sra-inspect: %s: cannot read (%s): not a finished cache folder (sra-extract --finalize "
+                        "writes it)\n", mp, strerror(errno));
+        return -1;
+    }
+    cJSON *man = cJSON_ParseWithLength(text, n);
+    free(text);
+    const cJSON *shards = cJSON_GetObjectItemCaseSensitive(man, "shards");
+    if (!cJSON_IsArray(shards)) {
+        fprintf(stderr, "sra-inspect: %s: not an sra-extract manifest (no \"shards\")\n", mp);
+        cJSON_Delete(man);
+        return -1;
+    }
+    const char *keys[] = {"records", "docs", "atoms", "teacher_tokens", "bad_records"};
+    printf("%s\n  manifest        complete %s", dir,
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(man, "complete")) ? "true" : "false");
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(man, keys[i]);
+        if (cJSON_IsNumber(v)) printf(", %s %.0f", keys[i], v->valuedouble);
+    }
+    printf(", %d shards\n", cJSON_GetArraySize(shards));
+    int rc = print_head(dir, 1);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, shards) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "file"), *e = cJSON_GetObjectItemCaseSensitive(s, "error");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(s, "docs"), *a = cJSON_GetObjectItemCaseSensitive(s, "atoms");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "bytes");
+        char size[32];
+        human(cJSON_IsNumber(b) ? b->valuedouble : 0, size);
+        printf("  shard           %s", cJSON_IsString(f) ? f->valuestring : "?");
+        if (cJSON_IsString(e)) printf(": %s\n", e->valuestring);
+        else printf(": %.0f docs, %.0f atoms, %s\n", cJSON_IsNumber(d) ? d->valuedouble : 0,
+                    cJSON_IsNumber(a) ? a->valuedouble : 0, size);
+    }
+    cJSON_Delete(man);
+    return rc;
+}
+
 static void print_summary(cache_reader *r) {
     const cache_meta *m = cache_meta_get(r);
     printf("%s\n", cache_path(r));
-    printf("  format          %s v%d (sra %s), created %s\n", CACHE_FORMAT, CACHE_VERSION,
+    printf("  format          %s v%lld (sra %s), created %s\n", CACHE_FORMAT, (long long)m->format_version,
            m->sra_version, m->created);
     printf("  teacher         %s (vocab %lld)\n", m->teacher_name, (long long)m->teacher_vocab_size);
     printf("    config sha256    %s\n", m->teacher_config_sha256);
@@ -113,7 +209,8 @@ static void print_summary(cache_reader *r) {
         else printf("%s%d", j ? ", " : "", m->layers[j]);
     }
     printf("    d %lld    dtype %s\n", (long long)m->hidden_size, cache_dtype_name(m->hidden_dtype));
-    printf("  top-k           k %lld    temperature %g\n", (long long)m->topk, m->temperature);
+    if (m->topk) printf("  top-k           k %lld    temperature %g\n", (long long)m->topk, m->temperature);
+    else printf("  top-k           none (k 0: no next-token distribution stored)\n");
     printf("  dataset         sha256 %s    records [%lld, %lld)\n", m->dataset_sha256,
            (long long)m->record_start, (long long)m->record_end);
     printf("  shard           %lld of %lld\n", (long long)m->shard_index, (long long)m->shard_count);
@@ -207,11 +304,24 @@ int main(int argc, char **argv) {
     }
     if (!nfiles) { usage(stderr); free(files); return 2; }
     for (int f = 0; f < nfiles; f++) {
+        struct stat st;
+        if (stat(files[f], &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (doc >= 0) {
+                fprintf(stderr, "sra-inspect: %s is a folder: --doc needs a shard file\n", files[f]);
+                failed = 1;
+            } else if (print_folder(files[f])) failed = 1;
+            continue;
+        }
         cache_reader *r;
         int rc = cache_open(&r, files[f]);
         if (!rc) {
             if (doc >= 0) rc = print_doc(r, doc, max_atoms);
-            else print_summary(r);
+            else {
+                print_summary(r);
+                char dir[4200];
+                dir_of(files[f], dir, sizeof dir);
+                if (print_head(dir, 0)) failed = 1;
+            }
         }
         if (rc) {
             fprintf(stderr, "sra-inspect: %s\n", cache_errmsg(r));

@@ -31,6 +31,7 @@ typedef struct {
 } chunkbuf;
 
 struct ldr {
+    char *dir;                  /* the cache folder (ldr_head_open) */
     int n_shards;
     cache_reader **r;
     chunk *chunks;
@@ -115,7 +116,8 @@ static int fill(ldr *l, chunkbuf *b, const chunk *c, int64_t g0) {
             b->cap_text = cap;
         }
         if ((size_t)(a0 + A) > b->cap_atoms) {
-            size_t cap = (size_t)(a0 + A) * 2 + 256, d_ = (size_t)l->d, k = (size_t)l->k;
+            /* k = 0 (a cache without top-k) keeps one unused column: no realloc(p, 0) */
+            size_t cap = (size_t)(a0 + A) * 2 + 256, d_ = (size_t)l->d, k = (size_t)(l->k ? l->k : 1);
             int32_t *s = realloc(b->start, cap * 4), *e = realloc(b->end, cap * 4), *ids = realloc(b->ids, cap * k * 4);
             if (s) b->start = s;
             if (e) b->end = e;
@@ -256,6 +258,7 @@ int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err
     ldr *l = calloc(1, sizeof *l);
     if (!l) { cJSON_Delete(man); snprintf(err, errlen, "out of memory"); return -1; }
     l->seed = seed;
+    l->dir = strdup(dir);
     l->job = -1;
     l->rank = 0;
     l->world = 1;
@@ -264,7 +267,7 @@ int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err
     pthread_cond_init(&l->cv, NULL);
     l->n_shards = cJSON_GetArraySize(shards);
     l->r = calloc((size_t)l->n_shards, sizeof *l->r);
-    int rc = l->r ? 0 : -1;
+    int rc = l->r && l->dir ? 0 : -1;
     if (rc) snprintf(err, errlen, "out of memory");
     const cache_meta *m0 = NULL;
     int i = 0;
@@ -368,12 +371,29 @@ void ldr_close(ldr *l) {
     for (int i = 0; i < l->cap_out; i++) free(l->out[i].mem);
     free(l->out);
     tok_free(l->tt);
+    free(l->dir);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
 }
 
 const cache_meta *ldr_meta(const ldr *l) { return cache_meta_get(l->r[0]); }
+
+int ldr_head_open(const ldr *l, cache_head **h, char *err, size_t errlen) {
+    int rc = cache_head_open(h, l->dir);
+    if (rc) {
+        snprintf(err, errlen, "%s", cache_head_errmsg(*h));
+        return rc;
+    }
+    const cache_meta *m = ldr_meta(l);
+    if (cache_head_vocab(*h) != m->teacher_vocab_size || cache_head_dim(*h) != m->hidden_size) {
+        snprintf(err, errlen, "%s: shape [%lld, %lld], but the shards say teacher_vocab_size %lld, hidden_size %lld",
+                 cache_head_path(*h), (long long)cache_head_vocab(*h), (long long)cache_head_dim(*h),
+                 (long long)m->teacher_vocab_size, (long long)m->hidden_size);
+        return SRA_E_FORMAT;
+    }
+    return 0;
+}
 const tok_tokenizer *ldr_teacher_tokenizer(const ldr *l) { return l->tt; }
 int64_t ldr_n_docs(const ldr *l) { return l->n_docs; }
 double ldr_wait_seconds(const ldr *l) { return l->wait_s; }

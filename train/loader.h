@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "cache_head.h"
 #include "tokenizer.h"
 
 #define LDR_CHUNK_DOCS 64
@@ -42,7 +43,8 @@ typedef struct {
     const char *text;         /* (len) not NUL-terminated */
     int64_t len, loss_start;
     int64_t A;                /* atoms */
-    int k;                    /* top-k per atom */
+    int k;                    /* top-k per atom; 0 for a cache without
+                                 top-k (then tail is 1 for every atom) */
     const int32_t *start, *end; /* (A) byte ranges in text */
     const float *mass;        /* (A) */
     const float *com;         /* (A, d) float32, layer slot chosen at open */
@@ -58,6 +60,12 @@ typedef struct ldr ldr;
 int ldr_open(ldr **l, const char *dir, int32_t layer, uint64_t seed, char *err, size_t errlen);
 void ldr_close(ldr *l);
 const cache_meta *ldr_meta(const ldr *l);          /* shard 0's metadata */
+/* The teacher's LM head stored with the cache (cache_head.h), checked
+ * against the manifest's sha256 and the shards' vocabulary and hidden size.
+ * Returns 0, SRA_E_MISSING when the cache has none (made before the head
+ * travelled: err says to re-extract), or another SRA_E_* code; err says
+ * why. The caller closes *h (cache_head_close) in every case. */
+int ldr_head_open(const ldr *l, cache_head **h, char *err, size_t errlen);
 const tok_tokenizer *ldr_teacher_tokenizer(const ldr *l);
 int64_t ldr_n_docs(const ldr *l);
 /* Position for checkpoints: (epoch, chunk index in the epoch's order,
