@@ -833,7 +833,8 @@ TEST(loader_topk_zero_and_head) {
     free(tok);
     write_manifest(dir, NULL);
     ldr *l = NULL;
-    if (ldr_open(&l, dir, CACHE_LAYER_FINAL, 1, err, sizeof err)) {
+    const int32_t fin = CACHE_LAYER_FINAL;
+    if (ldr_open(&l, dir, &fin, 1, 1, err, sizeof err)) {
         CHECK(0, "ldr_open: %s", err);
         return;
     }

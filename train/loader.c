@@ -37,7 +37,8 @@ struct ldr {
     chunk *chunks;
     int64_t n_chunks, n_docs;
     int64_t *order;             /* (n_chunks) this epoch's order */
-    int slot, d, k;
+    int slot[LDR_MAX_LAYERS], ns; /* the CoM slots handed out, in the caller's order */
+    int d, k;
     cache_dtype dt;
     tok_tokenizer *tt;
     uint64_t seed;
@@ -117,7 +118,7 @@ static int fill(ldr *l, chunkbuf *b, const chunk *c, int64_t g0) {
         }
         if ((size_t)(a0 + A) > b->cap_atoms) {
             /* k = 0 (a cache without top-k) keeps one unused column: no realloc(p, 0) */
-            size_t cap = (size_t)(a0 + A) * 2 + 256, d_ = (size_t)l->d, k = (size_t)(l->k ? l->k : 1);
+            size_t cap = (size_t)(a0 + A) * 2 + 256, d_ = (size_t)l->d * l->ns, k = (size_t)(l->k ? l->k : 1);
             int32_t *s = realloc(b->start, cap * 4), *e = realloc(b->end, cap * 4), *ids = realloc(b->ids, cap * k * 4);
             if (s) b->start = s;
             if (e) b->end = e;
@@ -138,12 +139,14 @@ static int fill(ldr *l, chunkbuf *b, const chunk *c, int64_t g0) {
         memcpy(b->tail + a0, d.tail_mass, (size_t)A * 4);
         memcpy(b->ids + a0 * l->k, d.topk_ids, (size_t)A * l->k * 4);
         for (int64_t j = 0; j < A * l->k; j++) b->lp[a0 * l->k + j] = sra_f16_to_f32(d.topk_logprob[j]);
-        const void *src = d.com[l->slot];
-        float *dst = b->com + a0 * l->d;
-        size_t nn = (size_t)A * l->d;
-        if (l->dt == CACHE_F32) memcpy(dst, src, nn * 4);
-        else if (l->dt == CACHE_F16) for (size_t j = 0; j < nn; j++) dst[j] = sra_f16_to_f32(((const uint16_t *)src)[j]);
-        else for (size_t j = 0; j < nn; j++) dst[j] = sra_bf16_to_f32(((const uint16_t *)src)[j]);
+        for (int q = 0; q < l->ns; q++) { /* the chunk keeps slot-major blocks per document: (ns, A, d) */
+            const void *src = d.com[l->slot[q]];
+            size_t nn = (size_t)A * l->d;
+            float *dst = b->com + a0 * l->d * l->ns + q * nn;
+            if (l->dt == CACHE_F32) memcpy(dst, src, nn * 4);
+            else if (l->dt == CACHE_F16) for (size_t j = 0; j < nn; j++) dst[j] = sra_f16_to_f32(((const uint16_t *)src)[j]);
+            else for (size_t j = 0; j < nn; j++) dst[j] = sra_bf16_to_f32(((const uint16_t *)src)[j]);
+        }
         b->record[i] = d.record;
         b->loss_start[i] = d.loss_start;
         b->doc_text[i + 1] = t0 + d.text_len;
@@ -229,7 +232,8 @@ static void start_prefetch(ldr *l) {
     pthread_mutex_unlock(&l->mu);
 }
 
-int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err, size_t errlen) {
+int ldr_open(ldr **out, const char *dir, const int32_t *layers, int n_layers, uint64_t seed, char *err,
+             size_t errlen) {
     *out = NULL;
     char path[4200];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
@@ -298,14 +302,20 @@ int ldr_open(ldr **out, const char *dir, int32_t layer, uint64_t seed, char *err
     }
     cJSON_Delete(man);
     if (!rc) {
-        l->slot = -1;
-        for (int j = 0; j < m0->n_layers; j++) if (m0->layers[j] == layer) l->slot = j;
-        if (l->slot < 0) {
-            snprintf(err, errlen, "%s: no stored CoM for layer %d (the cache has layers", cache_path(l->r[0]), layer);
-            for (int j = 0; j < m0->n_layers; j++)
-                snprintf(err + strlen(err), errlen - strlen(err), "%s %d", j ? "," : "", m0->layers[j]);
-            snprintf(err + strlen(err), errlen - strlen(err), "; -1 = final norm)");
-            rc = -1;
+        l->ns = n_layers < 1 ? 1 : n_layers > LDR_MAX_LAYERS ? LDR_MAX_LAYERS : n_layers;
+        for (int q = 0; q < l->ns && !rc; q++) {
+            int32_t layer = n_layers < 1 ? CACHE_LAYER_FINAL : layers[q];
+            l->slot[q] = -1;
+            for (int j = 0; j < m0->n_layers; j++) if (m0->layers[j] == layer) l->slot[q] = j;
+            if (l->slot[q] < 0) {
+                snprintf(err, errlen, "%s: no stored CoM for layer %d (the cache has layers", cache_path(l->r[0]),
+                         layer);
+                for (int j = 0; j < m0->n_layers; j++)
+                    snprintf(err + strlen(err), errlen - strlen(err), "%s %d", j ? "," : "", m0->layers[j]);
+                snprintf(err + strlen(err), errlen - strlen(err), "; -1 = final norm; sra-extract --layers stores "
+                         "more)");
+                rc = -1;
+            }
         }
     }
     if (!rc && cache_read_blobs(l->r[0])) {
@@ -473,7 +483,7 @@ int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen) {
     chunkbuf *b = &l->buf[l->cur];
     int64_t i = l->bi++, a0 = b->doc_atom[i], A = b->doc_atom[i + 1] - a0, len = b->doc_text[i + 1] - b->doc_text[i];
     /* the copy: (A) start, end, mass, tail; (A, d) com; (A, k) ids, lp; text */
-    size_t need = (size_t)A * (16 + 4 * (size_t)l->d + 8 * (size_t)l->k) + (size_t)len + 1;
+    size_t need = (size_t)A * (16 + 4 * (size_t)l->d * l->ns + 8 * (size_t)l->k) + (size_t)len + 1;
     if (l->n_out == l->cap_out) {
         int cap = l->cap_out ? 2 * l->cap_out : 16;
         void *o = realloc(l->out, (size_t)cap * sizeof *l->out);
@@ -489,10 +499,10 @@ int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen) {
         l->out[l->n_out].cap = need;
     }
     char *p = l->out[l->n_out++].mem;
-    size_t nA = (size_t)A * 4, nd = nA * (size_t)l->d, nk = nA * (size_t)l->k;
+    size_t nA = (size_t)A * 4, nd = nA * (size_t)l->d * l->ns, nk = nA * (size_t)l->k;
     int32_t *st = memcpy(p, b->start + a0, nA), *en = memcpy(p + nA, b->end + a0, nA);
     float *ma = memcpy(p + 2 * nA, b->mass + a0, nA), *ta = memcpy(p + 3 * nA, b->tail + a0, nA);
-    float *co = memcpy(p + 4 * nA, b->com + a0 * l->d, nd);
+    float *co = memcpy(p + 4 * nA, b->com + a0 * l->d * l->ns, nd);
     int32_t *ids = memcpy(p + 4 * nA + nd, b->ids + a0 * l->k, nk);
     float *lp = memcpy(p + 4 * nA + nd + nk, b->lp + a0 * l->k, nk);
     char *tx = memcpy(p + 4 * nA + nd + 2 * nk, b->text + b->doc_text[i], (size_t)len);
@@ -505,6 +515,7 @@ int ldr_next(ldr *l, ldr_doc *d, char *err, size_t errlen) {
     d->start = st;
     d->end = en;
     d->mass = ma;
+    for (int q = 0; q < LDR_MAX_LAYERS; q++) d->coms[q] = q < l->ns ? co + (size_t)q * A * l->d : NULL;
     d->com = co;
     d->topk_ids = ids;
     d->topk_lp = lp;

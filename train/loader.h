@@ -24,7 +24,7 @@
  * Documents handed out are copies that stay valid until ldr_recycle (the
  * caller's end of a batch): the chunk buffers they come from are refilled
  * by the prefetch thread as soon as the stream moves to the next chunk,
- * which can happen in the middle of a batch. CoMs are converted to float32 for the chosen layer slot (see
+ * which can happen in the middle of a batch. CoMs are converted to float32 for the chosen layers (see
  * ldr_open). Threads: one consumer thread.
  */
 #ifndef SRA_LOADER_H
@@ -37,6 +37,7 @@
 #include "tokenizer.h"
 
 #define LDR_CHUNK_DOCS 64
+#define LDR_MAX_LAYERS 9 /* CoM layers one loader hands out */
 
 typedef struct {
     int64_t record;
@@ -47,7 +48,9 @@ typedef struct {
                                  top-k (then tail is 1 for every atom) */
     const int32_t *start, *end; /* (A) byte ranges in text */
     const float *mass;        /* (A) */
-    const float *com;         /* (A, d) float32, layer slot chosen at open */
+    const float *com;         /* (A, d) float32: coms[0] */
+    const float *coms[LDR_MAX_LAYERS]; /* (A, d) float32 each: the layers asked for at open, in
+                                 that order (NULL past them) */
     const int32_t *topk_ids;  /* (A, k) */
     const float *topk_lp;     /* (A, k) */
     const float *tail;        /* (A) */
@@ -55,9 +58,12 @@ typedef struct {
 
 typedef struct ldr ldr;
 
-/* dir: an sra-extract output folder. layer: which stored CoM layer to use
- * (a value of the cache's layers list, e.g. CACHE_LAYER_FINAL). */
-int ldr_open(ldr **l, const char *dir, int32_t layer, uint64_t seed, char *err, size_t errlen);
+/* dir: an sra-extract output folder. layers (n_layers, 1..LDR_MAX_LAYERS):
+ * which stored CoM layers to hand out, values of the cache's layers list
+ * (e.g. CACHE_LAYER_FINAL), repeats allowed; n_layers 0: the final norm.
+ * A layer the cache lacks is refused, naming the ones it has. */
+int ldr_open(ldr **l, const char *dir, const int32_t *layers, int n_layers, uint64_t seed, char *err,
+             size_t errlen);
 void ldr_close(ldr *l);
 const cache_meta *ldr_meta(const ldr *l);          /* shard 0's metadata */
 /* The teacher's LM head stored with the cache (cache_head.h), checked

@@ -298,8 +298,10 @@ float model_forward_hook(model *m, const int32_t *ids, const int32_t *targets, c
         matmul_forward(v, h1, w->wv, w->bv, (int)N, C, KD);      // v (N,NKV,HS)
         rope_forward(q, m->cos, m->sin, (int)N, NH, HS);          // saved after RoPE: what attention saw
         rope_forward(k, m->cos, m->sin, (int)N, NKV, HS);
-        float *mass = m->want_mass && l == L - 1 ? m->mass : NULL; // (N) the last layer's received mass
+        float *mass = m->want_mass == MODEL_MASS_ATTN && l == L - 1 ? m->mass : NULL; // (N) received mass
         attention_forward(att, mass, q, k, v, valid, B, T, T, NH, NKV, HS, m->scratch); // att (N,QD)
+        if (m->want_mass == MODEL_MASS_LAST && l == L - 1) // (N) the last real query's attention
+            attention_last_mass(m->mass, q, k, valid, B, T, NH, NKV, HS);
         matmul_forward(xm, att, w->wo, w->bo, (int)N, QD, C);    // xm = x + att Wo^T (+ bo)
         residual_forward(xm, x, N * C);
         rmsnorm_forward(h2, xm, w->ln2, (int)N, C, eps);
@@ -344,6 +346,7 @@ void model_backward(model *m) {
     // dx (N,C): the gradient of the residual stream, from the final norm down
     memset(m->dx, 0, N * C * sizeof(float));
     rmsnorm_backward(m->dx, m->dlnf, m->dhf, m->x + (size_t)L * N * C, m->lnf, (int)N, C, eps);
+    if (m->dres && m->dres[L]) residual_forward(m->dx, m->dres[L], N * C); // dx += d x_L from inner losses
     for (int l = L - 1; l >= 0; l--) {
         const model_block *w = &m->blk[l];
         model_block *dw = &m->dblk[l];
@@ -376,6 +379,7 @@ void model_backward(model *m) {
         matmul_backward(m->dh, dw->wk, dw->bk, m->dk, h1, w->wk, (int)N, C, KD);
         matmul_backward(m->dh, dw->wv, dw->bv, m->dv, h1, w->wv, (int)N, C, KD);
         rmsnorm_backward(m->dx, dw->ln1, m->dh, x, w->ln1, (int)N, C, eps); // dx = d x_l
+        if (m->dres && m->dres[l]) residual_forward(m->dx, m->dres[l], N * C);
     }
     embedding_backward(m->dwte, m->dx, m->ids, (int)N, C);
 }

@@ -37,6 +37,10 @@
 
 #include "config.h"
 
+/* want_mass values: which attention rule fills model.mass */
+#define MODEL_MASS_ATTN 1
+#define MODEL_MASS_LAST 2
+
 typedef struct {
     char name[96];       /* Hugging Face name */
     int ndim;            /* 1 or 2 */
@@ -75,9 +79,15 @@ typedef struct {
     float *x;                           /* (L+1, N, C) residual stream into each block, and after the last */
     float *h1, *q, *k, *v, *att, *xm, *h2, *g, *u, *s; /* (L, N, *) per block */
     float *hf;                          /* (N, C) final-norm output */
-    int want_mass;                      /* set by the caller: fill mass in model_forward */
-    float *mass;                        /* (N) attention mass each token receives in the last
-                                           layer (method.md §3, attn:L); a constant for losses */
+    int want_mass;                      /* set by the caller: fill mass in model_forward by this
+                                           rule: 0 none, MODEL_MASS_ATTN, MODEL_MASS_LAST */
+    float *mass;                        /* (N) the last layer's token mass: the attention each
+                                           token receives (attn:L, method.md §3) or the last real
+                                           query's attention (last:L, §9.1); a constant for losses */
+    float **dres;                       /* NULL, or (L+1) pointers, each NULL or (N,C): extra
+                                           gradients of the residual stream x_l (0 = embeddings,
+                                           l = after block l), added by model_backward where the
+                                           backward passes x_l (losses on inner layers, §9.6) */
     float *cos, *sin;                   /* (N, HS/2) */
     int32_t *pos;                       /* (N) */
     float *scratch;                     /* attention forward scratch */

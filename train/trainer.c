@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "adamw.h"
+#include "cache_head.h"
 #include "checkpoint.h"
 #include "dist.h"
 #include "distill.h"
@@ -49,14 +50,134 @@ void trn_config_default(trn_config *c) {
     c->eval_max_windows = 0;
     c->cache_layer = -1;
     c->method = "sra";
-    c->alpha = 0.2; /* method.md §5 defaults */
-    c->beta = 1.0;
-    c->gamma = 1.0;
-    c->tau = 1.0;
+    c->alpha = c->beta = c->gamma = c->tau = c->logit_weight = NAN; /* the preset's (trn_resolve) */
     c->min_shared_mass = 0.05;
-    c->logit_weight = 1.0;
-    c->pool = "firstword";
+    c->tau2 = -1;
     c->span_loss = "cos";
+}
+
+/* The two presets (method.md §9 and §1-§8): every key a preset decides. */
+typedef struct {
+    const char *name;
+    double alpha, beta, gamma, tau, logit_weight;
+    int tau2;
+    const char *span_logits, *pool, *mass, *spans, *span_weights, *boundaries;
+} preset;
+static const preset PRESETS[] = {
+    /* paper: L = 0.5 CE + 0.5 (L_span + 50 L_geo + L_logit), tau 2 without
+     * tau^2, head on CoMs over exact-string pairs, last-query weights,
+     * response-only spans, salience, canonical boundaries (§9.7 keeps §1) */
+    {"paper", 0.5, 1.0, 50.0, 2.0, 1.0, 0, "head", "exact", "last", "response", "salience", "canonical"},
+    /* v1: method.md §5 defaults */
+    {"v1", 0.2, 1.0, 1.0, 1.0, 1.0, 1, "next", "firstword", "attn", "all", "salience", "canonical"},
+};
+
+static const preset *find_preset(const char *name) {
+    for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
+        if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
+    return NULL;
+}
+
+/* 1 if s is one of the '|'-separated words of set */
+static int one_of(const char *s, const char *set) {
+    size_t n = strlen(s);
+    for (const char *p = set; *p;) {
+        const char *q = strchr(p, '|');
+        size_t m = q ? (size_t)(q - p) : strlen(p);
+        if (m == n && !strncmp(p, s, n)) return 1;
+        if (!q) break;
+        p = q + 1;
+    }
+    return 0;
+}
+
+int trn_resolve(trn_config *c, sra_err *e) {
+    const char *meth = c->method ? c->method : "sra";
+    if (!c->preset) c->preset = strcmp(meth, "sra") ? "v1" : "paper";
+    const preset *p = find_preset(c->preset);
+    if (!p) return sra_err_set(e, SRA_E_ARG, "--preset '%s': expected paper or v1", c->preset);
+    if (isnan(c->alpha)) c->alpha = p->alpha;
+    if (isnan(c->beta)) c->beta = p->beta;
+    if (isnan(c->gamma)) c->gamma = p->gamma;
+    if (isnan(c->tau)) c->tau = p->tau;
+    if (isnan(c->logit_weight)) c->logit_weight = p->logit_weight;
+    if (c->tau2 < 0) c->tau2 = p->tau2;
+    if (!c->span_logits) c->span_logits = p->span_logits;
+    if (!c->pool) c->pool = p->pool;
+    if (!c->spans) c->spans = p->spans;
+    if (!c->span_weights) c->span_weights = p->span_weights;
+    if (!c->boundaries) c->boundaries = p->boundaries;
+    if (!one_of(c->span_logits, "head|next"))
+        return sra_err_set(e, SRA_E_ARG, "--span-logits '%s': expected head or next", c->span_logits);
+    if (!one_of(c->pool, "exact|firstword|strip"))
+        return sra_err_set(e, SRA_E_ARG, "--pool '%s': expected exact, firstword or strip", c->pool);
+    if (c->student_mass && !one_of(c->student_mass, "last|attn|uniform"))
+        return sra_err_set(e, SRA_E_ARG, "--student-mass '%s': expected last, attn or uniform", c->student_mass);
+    if (!one_of(c->spans, "response|all"))
+        return sra_err_set(e, SRA_E_ARG, "--spans '%s': expected response or all", c->spans);
+    if (!one_of(c->span_weights, "salience|uniform"))
+        return sra_err_set(e, SRA_E_ARG, "--span-weights '%s': expected salience or uniform", c->span_weights);
+    if (!one_of(c->boundaries, "canonical|exact"))
+        return sra_err_set(e, SRA_E_ARG, "--boundaries '%s': expected canonical or exact", c->boundaries);
+    if (c->tau2 > 1) return sra_err_set(e, SRA_E_ARG, "--tau2 %d: expected 0 or 1", c->tau2);
+    /* the head term is defined on id pairs: pooled keys would need the
+     * teacher's full softmax, i.e. every row of its head (method.md §9.2) */
+    if (!strcmp(meth, "sra") && !strcmp(c->span_logits, "head") && strcmp(c->pool, "exact"))
+        return sra_err_set(e, SRA_E_ARG, "--span-logits head works on the exact-string id pairs: it needs --pool "
+                           "exact (--pool %s pools ids into keys; use it with --span-logits next)", c->pool);
+    return 0;
+}
+
+/* The teacher head rows of the shared id pairs (vocab.h, pool exact) as
+ * float32 (n_pairs, dT): only those rows are read (cache_head.h). */
+static int head_load(const ldr *ld, const char *dir, const vocab_map *v, int dT, float **out, char *err,
+                     size_t errlen) {
+    cache_head *h = NULL;
+    int rc = ldr_head_open(ld, &h, err, errlen);
+    if (rc == SRA_E_MISSING)
+        snprintf(err, errlen, "%s: the cache has no teacher LM head (%s), which --span-logits head (the paper "
+                 "preset) needs: re-extract with this sra-extract (it stores the head), or train with --preset v1 "
+                 "or --span-logits next", dir, CACHE_HEAD_FILE);
+    else if (!rc && !(*out = malloc(((size_t)v->n_pairs * dT + 1) * sizeof(float)))) {
+        snprintf(err, errlen, "out of memory for %d teacher head rows", v->n_pairs);
+        rc = -1;
+    } else if (!rc && (rc = cache_head_rows(h, v->pair_t, v->n_pairs, *out)))
+        snprintf(err, errlen, "%s", cache_head_errmsg(h));
+    cache_head_close(h);
+    return rc ? -1 : 0;
+}
+
+/* --layer-map "T:S[:w],...": teacher layer (a value of the cache's
+ * layers: -1 final norm, 0 embeddings, i after block i) : student layer
+ * (-1 final norm, 0..L) [: weight > 0, default 1]; weights normalized to
+ * sum 1. Empty or NULL: one pair, cache_layer : -1. Returns the count or
+ * -1 with err. */
+static int parse_layer_map(const char *s, int cache_layer, int *tl, int *sl, double *w, char *err, size_t errlen) {
+    if (!s || !*s) { tl[0] = cache_layer; sl[0] = -1; w[0] = 1.0; return 1; }
+    int n = 0;
+    double tot = 0;
+    for (const char *p = s; *p;) {
+        char *e1, *e2, *e3;
+        long a = strtol(p, &e1, 10);
+        long b = e1 != p && *e1 == ':' ? strtol(e1 + 1, &e2, 10) : 0;
+        if (e1 == p || *e1 != ':' || e2 == e1 + 1 || n == DST_MAX_PAIRS) goto bad;
+        double x = 1.0;
+        if (*e2 == ':') {
+            x = strtod(e2 + 1, &e3);
+            if (e3 == e2 + 1 || !(x > 0) || !isfinite(x)) goto bad;
+            e2 = e3;
+        }
+        if (*e2 && *e2 != ',') goto bad;
+        tl[n] = (int)a; sl[n] = (int)b; w[n] = x; tot += x; n++;
+        p = *e2 ? e2 + 1 : e2;
+        if (*e2 && !*p) goto bad;
+    }
+    for (int i = 0; i < n; i++) w[i] /= tot;
+    return n;
+bad:
+    snprintf(err, errlen, "--layer-map '%s': expected up to %d comma-separated TEACHER:STUDENT[:WEIGHT] pairs of "
+             "integers (-1 = final norm), e.g. -1:-1 or 4:2,-1:-1", s, DST_MAX_PAIRS);
+    return -1;
 }
 
 static cJSON *str_list(const char *const *v, int n) {
@@ -82,8 +203,16 @@ char *trn_config_json(const trn_config *c) {
     cJSON_AddNumberToObject(o, "tau", c->tau);
     cJSON_AddNumberToObject(o, "min_shared_mass", c->min_shared_mass);
     cJSON_AddNumberToObject(o, "logit_weight", c->logit_weight);
-    cJSON_AddStringToObject(o, "pool", c->pool ? c->pool : "firstword");
+    cJSON_AddStringToObject(o, "pool", c->pool ? c->pool : "");
     cJSON_AddStringToObject(o, "span_loss", c->span_loss ? c->span_loss : "cos");
+    cJSON_AddStringToObject(o, "preset", c->preset ? c->preset : "");
+    cJSON_AddStringToObject(o, "span_logits", c->span_logits ? c->span_logits : "");
+    cJSON_AddStringToObject(o, "student_mass", c->student_mass ? c->student_mass : "");
+    cJSON_AddNumberToObject(o, "tau2", c->tau2);
+    cJSON_AddStringToObject(o, "spans", c->spans ? c->spans : "");
+    cJSON_AddStringToObject(o, "span_weights", c->span_weights ? c->span_weights : "");
+    cJSON_AddStringToObject(o, "layer_map", c->layer_map ? c->layer_map : "");
+    cJSON_AddStringToObject(o, "boundaries", c->boundaries ? c->boundaries : "");
     cJSON_AddStringToObject(o, "from", c->from ? c->from : "");
     cJSON_AddNumberToObject(o, "d_model", c->d_model);
     cJSON_AddNumberToObject(o, "layers", c->layers);
@@ -218,8 +347,12 @@ static uint64_t fingerprint(uint64_t h, const float *x, size_t n) {
     return h;
 }
 
-int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
+int trn_run(const trn_config *c0, trn_report *rep, sra_err *e) {
     memset(rep, 0, sizeof *rep);
+    trn_config rcfg = *c0; /* the resolved configuration: what runs and what train_config.json records */
+    const trn_config *c = &rcfg;
+    int rr = trn_resolve(&rcfg, e);
+    if (rr) return rr;
     /* data parallelism (dist.h): rank R of W; rank 0 writes every file */
     const int R = dist_rank(), W = dist_world(), lead = R == 0;
     rep->eval_loss = rep->eval_bpb = NAN;
@@ -228,7 +361,21 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     int distill = c->cache != NULL;
     int meth = dst_method_parse(c->method ? c->method : "sra"), pool = vocab_pool_parse(c->pool ? c->pool : "firstword");
     if (meth < 0) return sra_err_set(e, SRA_E_ARG, "--method '%s': expected ce, sra, uld or mined", c->method);
-    if (pool < 0) return sra_err_set(e, SRA_E_ARG, "--pool '%s': expected firstword or strip", c->pool);
+    if (pool < 0) return sra_err_set(e, SRA_E_ARG, "--pool '%s': expected exact, firstword or strip", c->pool);
+    /* layer pairs of L_span, and the cache layers to load: the pairs'
+     * teacher layers, then the final norm for the head term if no pair has it */
+    int pair_t[DST_MAX_PAIRS], pair_s[DST_MAX_PAIRS], n_load, head_slot = -1;
+    int32_t load[DST_MAX_PAIRS + 1];
+    double pair_w[DST_MAX_PAIRS];
+    int head_logits = distill && meth == DST_SRA && !strcmp(c->span_logits, "head");
+    char perr[400];
+    int n_pairs = distill ? parse_layer_map(c->layer_map, c->cache_layer, pair_t, pair_s, pair_w, perr, sizeof perr) : 1;
+    if (n_pairs < 0) return sra_err_set(e, SRA_E_ARG, "%s", perr);
+    if (n_pairs > 1 && meth != DST_SRA)
+        return sra_err_set(e, SRA_E_ARG, "--layer-map: several layer pairs are for --method sra (L_span)");
+    for (n_load = 0; n_load < n_pairs; n_load++) load[n_load] = pair_t[n_load];
+    for (int i = 0; i < n_pairs; i++) if (pair_t[i] == -1) head_slot = i;
+    if (head_logits && head_slot < 0) { head_slot = n_load; load[n_load++] = -1; }
     if (c->span_loss && strcmp(c->span_loss, "cos") && strcmp(c->span_loss, "mse"))
         return sra_err_set(e, SRA_E_ARG, "--span-loss '%s': expected cos or mse", c->span_loss);
     if (c->alpha < 0 || c->alpha > 1 || c->tau <= 0)
@@ -244,7 +391,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     vocab_map voc = {0};
     dst_ctx *dx = NULL;
     ldr_doc *docs = NULL;
-    float *P = NULL, *dP = NULL, *Pm = NULL, *Pv = NULL;
+    float *P = NULL, *dP = NULL, *Pm = NULL, *Pv = NULL, *head_T = NULL;
     int dT = 0;
     char *cfg_json = NULL, *state = NULL;
     FILE *mf = NULL;
@@ -256,7 +403,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     }
     data_opts o = {.text_field = c->text_field, .max_bytes = (size_t)c->max_bytes};
     if (distill) {
-        if (ldr_open(&ld, c->cache, c->cache_layer, c->seed, err, sizeof err) ||
+        if (ldr_open(&ld, c->cache, load, n_load, c->seed, err, sizeof err) ||
             ldr_set_part(ld, R, W, (int64_t)c->batch * c->accum, err, sizeof err)) {
             rc = sra_err_set(e, SRA_E_ARG, "%s", err);
             goto out;
@@ -269,7 +416,36 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         }
         if (!strncmp(cm->mass, "self", 4)) {
             rc = sra_err_set(e, SRA_E_ARG, "%s: mass %s: the student side of self:L is not built yet; extract with "
-                             "--mass attn or uniform", c->cache, cm->mass);
+                             "--mass last, attn or uniform", c->cache, cm->mass);
+            goto out;
+        }
+        for (int i = 0; i < n_pairs; i++)
+            if (pair_s[i] < -1) {
+                rc = sra_err_set(e, SRA_E_ARG, "--layer-map: student layer %d: expected -1 (final norm) or 0..L",
+                                 pair_s[i]);
+                goto out;
+            }
+        /* the student's mass rule is the cache's (method.md §3, §9.1) */
+        const char *cmass = !strncmp(cm->mass, "last", 4) ? "last" : !strncmp(cm->mass, "attn", 4) ? "attn" : "uniform";
+        const preset *pr = find_preset(c->preset);
+        if (meth == DST_SRA && c->student_mass && strcmp(c->student_mass, cmass)) {
+            rc = sra_err_set(e, SRA_E_ARG, "--student-mass %s: the cache %s was made with mass %s; the student must "
+                             "weigh its tokens by the same rule (--student-mass %s, or re-extract with --mass %s)",
+                             c->student_mass, c->cache, cm->mass, cmass, c->student_mass);
+            goto out;
+        }
+        if (meth == DST_SRA && !c->student_mass && strcmp(cmass, "uniform") && strcmp(cmass, pr->mass)) {
+            rc = sra_err_set(e, SRA_E_ARG, "%s: token weights: the %s preset weighs tokens by mass %s but this cache "
+                             "has mass %s: re-extract with sra-extract --mass %s, or keep this cache's rule as an "
+                             "ablation with --student-mass %s", c->cache, c->preset, pr->mass, cm->mass, pr->mass,
+                             cmass);
+            goto out;
+        }
+        rcfg.student_mass = cmass;
+        if ((meth == DST_ULD || meth == DST_MINED || (meth == DST_SRA && !head_logits)) && cm->topk < 1) {
+            rc = sra_err_set(e, SRA_E_ARG, "%s: made with --topk 0 (no next-token top-k), which --method %s%s needs: "
+                             "re-extract with sra-extract --topk 64", c->cache, c->method ? c->method : "sra",
+                             meth == DST_SRA ? " --span-logits next" : "");
             goto out;
         }
         dT = (int)cm->hidden_size;
@@ -277,11 +453,28 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             rc = sra_err_set(e, SRA_E_NOMEM, "%s", err);
             goto out;
         }
-        if (c->progress)
+        if (head_logits) { /* the teacher head's rows of the shared id pairs, and nothing else */
+            if (head_load(ld, c->cache, &voc, dT, &head_T, err, sizeof err)) {
+                rc = sra_err_set(e, SRA_E_ARG, "%s", err);
+                goto out;
+            }
+        }
+        if (c->progress) {
             fprintf(c->progress, "sra-train: cache %s: %lld documents, atoms %s, mass %s, teacher width %d; shared "
                     "vocabulary (%s): %d keys (teacher %d tokens, student %d)\n", c->cache,
-                    (long long)ldr_n_docs(ld), cm->atoms, cm->mass, dT, c->pool ? c->pool : "firstword", voc.K,
-                    voc.VT, voc.VS);
+                    (long long)ldr_n_docs(ld), cm->atoms, cm->mass, dT, c->pool, voc.K, voc.VT, voc.VS);
+            if (meth == DST_SRA) {
+                char lm[200] = "";
+                for (int i = 0; i < n_pairs; i++)
+                    snprintf(lm + strlen(lm), sizeof lm - strlen(lm), "%s%d:%d:%.3g", i ? "," : "", pair_t[i],
+                             pair_s[i], pair_w[i]);
+                fprintf(c->progress, "sra-train: preset %s: span logits %s, pool %s, student mass %s, alpha %g, "
+                        "beta %g, gamma %g, logit weight %g, tau %g %s tau^2, spans %s, span weights %s, "
+                        "boundaries %s, layer pairs %s\n", c->preset, c->span_logits, c->pool, c->student_mass,
+                        c->alpha, c->beta, c->gamma, c->logit_weight, c->tau, c->tau2 ? "with" : "without", c->spans,
+                        c->span_weights, c->boundaries, lm);
+            }
+        }
     } else {
         if (lmd_load(&tr, tok, c->data, c->n_data, &o, err, sizeof err)) { rc = sra_err_set(e, SRA_E_ARG, "%s", err); goto out; }
     }
@@ -407,11 +600,33 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
     }
     if (distill) {
         /* the projection P (dT, dS): random N(0, 1/dS), seeded; or from the checkpoint */
-        size_t np = (size_t)dT * m.c.hidden;
+        size_t np = (size_t)n_pairs * dT * m.c.hidden;
         P = malloc(np * 4); dP = calloc(np, 4); Pm = calloc(np, 4); Pv = calloc(np, 4);
         docs = calloc((size_t)c->batch, sizeof *docs);
-        dst_config dc = {(dst_method)meth, c->alpha, c->beta, c->gamma, c->tau, c->min_shared_mass, c->logit_weight,
-                         c->span_loss && !strcmp(c->span_loss, "mse"), !strcmp(ldr_meta(ld)->mass, "uniform")};
+        for (int i = 0; i < n_pairs; i++)
+            if (pair_s[i] > m.c.n_layers) {
+                rc = sra_err_set(e, SRA_E_ARG, "--layer-map: student layer %d: the student has layers 0..%d (-1 = "
+                                 "final norm)", pair_s[i], m.c.n_layers);
+                goto out;
+            }
+        dst_config dc;
+        dst_config_v1(&dc, (dst_method)meth);
+        dc.alpha = c->alpha; dc.beta = c->beta; dc.gamma = c->gamma; dc.tau = c->tau;
+        dc.min_shared_mass = c->min_shared_mass; dc.logit_weight = c->logit_weight;
+        dc.span_mse = c->span_loss && !strcmp(c->span_loss, "mse");
+        dc.student_mass = !strcmp(c->student_mass, "last") ? DST_MASS_LAST
+                        : !strcmp(c->student_mass, "attn") ? DST_MASS_ATTN : DST_MASS_UNIFORM;
+        dc.logits = head_logits ? DST_LOGITS_HEAD : DST_LOGITS_NEXT;
+        dc.tau2 = c->tau2;
+        dc.uniform_spans = !strcmp(c->span_weights, "uniform");
+        dc.response_only = !strcmp(c->spans, "response");
+        dc.exact_boundaries = !strcmp(c->boundaries, "exact");
+        dc.n_pairs = n_pairs;
+        for (int i = 0; i < n_pairs; i++) { dc.pair_student[i] = pair_s[i]; dc.pair_weight[i] = pair_w[i]; }
+        dc.head_slot = head_slot;
+        dc.n_head = head_logits ? voc.n_pairs : 0;
+        dc.head_T = head_T;
+        dc.head_s_ids = voc.pair_s;
         dx = dst_new(&dc, tok, &voc, dT);
         if (!P || !dP || !Pm || !Pv || !docs || !dx) { rc = sra_err_set(e, SRA_E_NOMEM, "out of memory"); goto out; }
         uint64_t ps = c->seed ^ 0x5EEDull;
@@ -420,7 +635,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             char xp[4500];
             snprintf(xp, sizeof xp, "%s/extra.safetensors", latest);
             st_file *xf = NULL;
-            int64_t shp[2] = {dT, m.c.hidden};
+            int64_t shp[2] = {(int64_t)n_pairs * dT, m.c.hidden};
             const char *nm[3] = {"proj.weight", "m.proj.weight", "v.proj.weight"};
             float *dst[3] = {P, Pm, Pv};
             if (st_open(&xf, xp)) rc = sra_err_set(e, SRA_E_FORMAT, "%s", xf ? st_errmsg(xf) : "out of memory");
@@ -476,7 +691,7 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         double loss = 0, gnorm;
         dst_stats sum = {0};
         float lr = adamw_lr(&ac, (float)c->min_lr, c->warmup, c->steps, step);
-        size_t np = distill ? (size_t)dT * m.c.hidden : 0;
+        size_t np = distill ? (size_t)n_pairs * dT * m.c.hidden : 0;
         if (distill) {
             memset(dP, 0, np * 4);
             for (int a = 0; a < c->accum; a++) {
@@ -559,8 +774,8 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
         char par[96] = "";
         if (W > 1) snprintf(par, sizeof par, "\"ranks\": %d, \"allreduce_s\": %.5f, ", W, t_reduce);
         if (distill && mf) {
-            fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"ce\": %.6f, \"span\": %.6f, \"geo\": %.6f, "
-                        "\"logit\": %.6f, \"uld\": %.6f, \"mined\": %.6f, \"spans\": %lld, \"logit_spans\": %lld, "
+            fprintf(mf, "{\"step\": %lld, \"loss\": %.9g, \"ce\": %.9g, \"span\": %.9g, \"geo\": %.9g, "
+                        "\"logit\": %.9g, \"uld\": %.9g, \"mined\": %.9g, \"spans\": %lld, \"logit_spans\": %lld, "
                         "\"logit_skipped\": %lld, \"shared_mass\": %.4f, \"loader_wait_s\": %.4f, %s\"lr\": %.6g, "
                         "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"seconds\": %.3f}\n",
                     (long long)step, loss, sum.ce, sum.span, sum.geo, sum.logit, sum.uld, sum.mined,
@@ -602,8 +817,9 @@ int trn_run(const trn_config *c, trn_report *rep, sra_err *e) {
             snprintf(stj, sizeof stj, "{\"step\": %lld, \"rng\": \"%016llx\", \"loader\": [%lld, %lld, %lld], "
                      "\"world\": %d, \"config\": %s}", (long long)step, (unsigned long long)rng, (long long)lpos[0],
                      (long long)lpos[1], (long long)lpos[2], W, cfg_json);
-            st_out ex[3] = {{"proj.weight", 2, {dT, m.c.hidden}, P}, {"m.proj.weight", 2, {dT, m.c.hidden}, Pm},
-                            {"v.proj.weight", 2, {dT, m.c.hidden}, Pv}};
+            int64_t pr = (int64_t)n_pairs * dT; /* the pairs' projections, stacked */
+            st_out ex[3] = {{"proj.weight", 2, {pr, m.c.hidden}, P}, {"m.proj.weight", 2, {pr, m.c.hidden}, Pm},
+                            {"v.proj.weight", 2, {pr, m.c.hidden}, Pv}};
             if (ckpt_save(dir, &m, am, av, ex, distill ? 3 : 0, stj, err, sizeof err)) { rc = sra_err_set(e, SRA_E_IO, "%s", err); goto out; }
             snprintf(path, sizeof path, "%s/ckpt/latest", c->out);
             snprintf(stj, sizeof stj, "step-%08lld\n", (long long)step);
@@ -645,7 +861,7 @@ out:
     dst_free(dx);
     vocab_free(&voc);
     ldr_close(ld);
-    free(docs); free(P); free(dP); free(Pm); free(Pv);
+    free(docs); free(P); free(dP); free(Pm); free(Pv); free(head_T);
     free(cfg_json); free(state); free(am); free(av); free(ids); free(tg);
     model_free(&m);
     lmd_free(&tr);

@@ -33,7 +33,14 @@
  * extra.safetensors. Metrics add every loss term, the L_logit spans kept
  * and skipped, the teacher mass on shared keys, and the seconds waited
  * for the loader. The student's mass rule follows the cache's: attn:L ->
- * the attention its own last layer receives, uniform -> 1.
+ * the attention its own last layer receives, last:L -> its own last
+ * layer's last-query attention, uniform -> 1; a --student-mass that
+ * differs from the cache's rule is refused, and so is a preset's expected
+ * rule (paper: last, v1: attn) when the cache has the other one (uniform
+ * is accepted by both: the unweighted-pooling ablation). --span-logits
+ * head needs the teacher head stored in the cache (cache_head.h), of
+ * which only the rows of the shared id pairs are read; next, uld and
+ * mined need a cache with top-k (k > 0).
  *
  * A step: accum micro-batches of batch x seq tokens (random windows of
  * the training stream, lmdata.h), gradients averaged over all counted
@@ -85,9 +92,19 @@ typedef struct {
     const char *cache;
     int cache_layer;                       /* stored CoM layer to use (-1 = final norm) */
     const char *method;                    /* ce | sra | uld | mined (sra) */
-    double alpha, beta, gamma, tau, min_shared_mass, logit_weight;
-    const char *pool;                      /* firstword | strip */
+    double alpha, beta, gamma, tau, min_shared_mass, logit_weight; /* NAN: the preset's */
+    const char *pool;                      /* exact | firstword | strip (NULL: the preset's) */
     const char *span_loss;                 /* cos | mse */
+    /* the preset (method.md §9: paper; §1-§8: v1) and its switches, each
+     * NULL / -1 / NAN = the preset's value (trn_resolve fills them) */
+    const char *preset;                    /* paper | v1 (NULL: paper for sra, v1 for the others) */
+    const char *span_logits;               /* head | next */
+    const char *student_mass;              /* last | attn | uniform: must be the cache's rule */
+    int tau2;                              /* 1: KL times tau^2 */
+    const char *spans;                     /* response | all */
+    const char *span_weights;              /* salience | uniform */
+    const char *layer_map;                 /* "T:S[:w],..." teacher (cache) : student layer pairs of L_span */
+    const char *boundaries;                /* canonical | exact */
     /* model: from a Hugging Face folder, or a new one of this shape */
     const char *from;
     int d_model, layers, heads, kv_heads, ffn, tie, max_pos;
@@ -109,6 +126,12 @@ typedef struct {
 } trn_config;
 
 void trn_config_default(trn_config *c);
+
+/* Fills every preset-dependent key left unset (NULL, -1, NAN) from the
+ * preset (c->preset, or paper for --method sra and v1 otherwise) and
+ * checks the values (0, or SRA_E_ARG naming the flag). The student mass
+ * rule is left for the cache to decide (trn_run). */
+int trn_resolve(trn_config *c, sra_err *e);
 
 /* Resolved configuration as a JSON object string (malloc'd). */
 char *trn_config_json(const trn_config *c);
