@@ -153,6 +153,87 @@ def reference(doc, tok, lm, head_S, head_T, ids_T, ids_S, P, T, opt):
     return out
 
 
+def torch_grad_norm(model_dir, doc, tok, head_T, ids_T, ids_S, P_np, T, opt):
+    """The global gradient norm (every student parameter and P) of one
+    document's total loss, by PyTorch float64 autograd, with the token
+    weights detached (method.md §9.1: constants). The spans and CE rows are
+    the reference's (the value test above checks them)."""
+    import math
+    import torch
+    import torch_ref
+    cfg, Pm = torch_ref.load_model(model_dir)
+    F64 = torch.float64
+    text, ls = doc["text"], doc["loss_start"]
+    n = len(tok["ids"])
+    Tb = min(n, T)
+    ids = torch.tensor(tok["ids"][:Tb])
+    offs = [tuple(o) for o in tok["offsets"][:Tb]]
+    H, KV, hd = cfg.H, cfg.KV, cfg.hd
+    x = Pm["model.embed_tokens.weight"][ids]
+    inv = 1.0 / cfg.theta ** (torch.arange(0, hd, 2, dtype=F64) / hd)
+    ang = torch.arange(Tb, dtype=F64)[:, None] * inv[None, :]
+    cos, sin = torch.cos(ang).repeat(1, 2), torch.sin(ang).repeat(1, 2)
+    mask = torch.triu(torch.full((Tb, Tb), float("-inf"), dtype=F64), 1)
+    hidden = [x]
+    for l in range(cfg.L):
+        p = "model.layers.%d." % l
+        h = torch_ref._rmsnorm(x, Pm[p + "input_layernorm.weight"], cfg.eps)
+        q = (h @ Pm[p + "self_attn.q_proj.weight"].t()).view(Tb, H, hd).transpose(0, 1)
+        k = (h @ Pm[p + "self_attn.k_proj.weight"].t()).view(Tb, KV, hd).transpose(0, 1)
+        v = (h @ Pm[p + "self_attn.v_proj.weight"].t()).view(Tb, KV, hd).transpose(0, 1)
+        q, k = torch_ref._rope(q, cos, sin), torch_ref._rope(k, cos, sin)
+        k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, -1)       # H,T,T
+        x = x + (a @ v).transpose(0, 1).reshape(Tb, H * hd) @ Pm[p + "self_attn.o_proj.weight"].t()
+        h = torch_ref._rmsnorm(x, Pm[p + "post_attention_layernorm.weight"], cfg.eps)
+        g, u = h @ Pm[p + "mlp.gate_proj.weight"].t(), h @ Pm[p + "mlp.up_proj.weight"].t()
+        x = x + (torch.nn.functional.silu(g) * u) @ Pm[p + "mlp.down_proj.weight"].t()
+        hidden.append(x)
+    final = torch_ref._rmsnorm(x, Pm["model.norm.weight"], cfg.eps)
+    head = Pm["model.embed_tokens.weight"] if cfg.tied else Pm["lm_head.weight"]
+    logp = torch.log_softmax(final @ head.t(), -1)
+    rows = [j for j in range(Tb) if j + 1 < n and ((tok["offsets"][j + 1][1] > ls) if
+            tok["offsets"][j + 1][1] > tok["offsets"][j + 1][0] else (tok["offsets"][j + 1][0] >= ls))]
+    ce = -sum(logp[j, tok["ids"][j + 1]] for j in rows) / len(rows)
+    w = a.detach().sum(0)[-1]
+    w = torch.clamp(w / w.sum(), min=1e-6)
+    spans = sra_ref.spans_for_student(doc["atoms"], offs, text)
+    c = sra_ref.canon_map(text)
+    spans = [sp for sp in spans if ls == 0 or sp[0] >= c[ls]]
+    groups = [ai for _, _, ai, _ in spans]
+    P = torch.tensor(P_np, dtype=F64, requires_grad=True)
+    dT = head_T.shape[1]
+
+    def com_S(layer):
+        hs = final if layer == -1 else hidden[layer]
+        return torch.stack([(w[si, None] * hs[si]).sum(0) / w[si].sum() for _, _, _, si in spans])
+
+    def gram(m):
+        m = m / m.norm(dim=1, keepdim=True)
+        return m @ m.t()
+    _, M_T = sra_ref.merge(groups, doc["com"][-1], doc["M"])
+    W = torch.tensor(sra_ref.salience(M_T), dtype=F64)
+    span = 0
+    pairs = opt.get("pairs", [(-1, -1, 1.0)])
+    for pi, (tl, sl, pw) in enumerate(pairs):
+        cT = torch.tensor(sra_ref.merge(groups, doc["com"][tl], doc["M"])[0], dtype=F64)
+        pr = com_S(sl) @ P[pi * dT:(pi + 1) * dT].t()
+        span = span + pw * (W * (1 - torch.nn.functional.cosine_similarity(pr, cT, dim=1))).sum()
+    tl, sl, _ = pairs[-1]
+    cT = torch.tensor(sra_ref.merge(groups, doc["com"][tl], doc["M"])[0], dtype=F64)
+    ww = W[:, None] * W[None, :] * (1 - torch.eye(len(spans), dtype=F64))
+    geo = (ww * (gram(com_S(sl)) - gram(cT)) ** 2).sum() / ww.sum()
+    cTf = torch.tensor(sra_ref.merge(groups, doc["com"][-1], doc["M"])[0], dtype=F64)
+    zT = cTf @ torch.tensor(head_T[ids_T], dtype=F64).t() / 2.0
+    zS = com_S(-1) @ head[torch.tensor(ids_S)].t() / 2.0
+    lT, lS = torch.log_softmax(zT, -1), torch.log_softmax(zS, -1)
+    logit = (lT.exp() * (lT - lS)).sum()
+    total = 0.5 * ce + 0.5 * (span + 50 * geo + logit)
+    total.backward()
+    ss = sum(float((t.grad ** 2).sum()) for t in Pm.values() if t.grad is not None) + float((P.grad ** 2).sum())
+    return math.sqrt(ss), float(total)
+
+
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
@@ -223,7 +304,14 @@ def main():
                   len(met) == n and not bad and nonzero,
                   ("; ".join(bad[:4]) if bad else "worst " + ", ".join("%s %.1e" % kv for kv in worst.items())) +
                   ("" if nonzero else "; a document without spans or with a zero term: the check is too weak"))
-            if not vargs: # the switches the variants turn must change the reference, or they test nothing
+            if "uniform" not in opt:  # gradients: the whole loss through PyTorch autograd
+                gerr = []
+                for i, (d, t) in enumerate(zip(docs, toks)):
+                    gn, tot = torch_grad_norm(os.path.join(outs["doc"], "final"), d, t, head_T, ids_T, ids_S, P, T, opt)
+                    gerr.append(rel(met[i]["grad_norm"], gn))
+                check("%s, %s: gradient norm (student + P) of every document equals PyTorch float64 autograd (1e-4)"
+                      % (sname, vname), max(gerr) <= 1e-4, "worst %.1e" % max(gerr))
+            if not vargs:  # the switches the variants turn must change the reference, or they test nothing
                 for sw in ("spans_all", "exact", "uniform"):
                     alt = [reference(d, t, lm, head_S, head_T, ids_T, ids_S, P, T, {sw: True})
                            for d, t in zip(docs, toks)]
