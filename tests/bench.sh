@@ -37,29 +37,35 @@ else
 fi
 
 echo
-echo "== sra-train: distillation step time, sra vs ce on the same student and cache; loader waits (train/distill.h)"
+echo "== sra-train: distillation step time, sra (paper and v1 presets) vs ce on the same student and data; loader waits (train/distill.h)"
 if [ -f "$SHARED/models/tinystories-656k/model.safetensors" ]; then
     DST=$(mktemp -d /tmp/sra-bench-dst-XXXXXX)
     head -c 120000 "$SHARED/corpus/tinyshakespeare.txt" > "$DST/d.txt"
+    # the paper preset's cache (sra-extract's defaults: mass last, the teacher head stored) and a v1 cache (mass attn)
     "$BUILD/sra-extract" --teacher "$SHARED/models/tinystories-656k" --data "$DST/d.txt" --max-bytes 1000 --out "$DST/cache" --quiet
+    "$BUILD/sra-extract" --teacher "$SHARED/models/tinystories-656k" --data "$DST/d.txt" --max-bytes 1000 --mass attn \
+        --out "$DST/cache-v1" --quiet
     for tok in gpt2 llama2; do
-        for m in ce sra; do
-            "$BUILD/sra-train" --cache "$DST/cache" --tokenizer "$SHARED/tokenizers/$tok/tokenizer.json" --d-model 128 \
-                --layers 2 --heads 4 --seq 128 --batch 8 --steps 40 --eval-every 0 --ckpt-every 0 --method $m \
+        for m in ce paper v1; do
+            case $m in ce) a=(--method ce --cache "$DST/cache") ;; paper) a=(--method sra --preset paper --cache "$DST/cache") ;;
+                       v1) a=(--method sra --preset v1 --cache "$DST/cache-v1") ;; esac
+            "$BUILD/sra-train" "${a[@]}" --tokenizer "$SHARED/tokenizers/$tok/tokenizer.json" --d-model 128 \
+                --layers 2 --heads 4 --seq 128 --batch 8 --steps 40 --eval-every 0 --ckpt-every 0 \
                 --out "$DST/$tok-$m" --quiet
         done
-        /usr/bin/python3 - "$DST/$tok-ce/metrics.jsonl" "$DST/$tok-sra/metrics.jsonl" "$tok" <<'PY'
+        /usr/bin/python3 - "$DST/$tok-ce/metrics.jsonl" "$DST/$tok-paper/metrics.jsonl" "$DST/$tok-v1/metrics.jsonl" "$tok" \
+            "$DST/$tok-paper/train_config.json" <<'PY'
 import json, sys
 def steps(p):
     L = [json.loads(l) for l in open(p) if "eval_" not in l]
     per = (L[-1]["seconds"] - L[9]["seconds"]) / (len(L) - 10)     # steps 11..40, after warm-up
-    return per, L[-1].get("loader_wait_s", 0.0), L[-1]["seconds"]
-ce, sra = steps(sys.argv[1]), steps(sys.argv[2])
-print("student %-7s d=128 L=2, batch 8 x 128: ce %.3f s/step, sra %.3f s/step: sra overhead %+.1f%% (target <= 15%%); "
-      "loader wait %.2f%% of the sra run (target < 1%%)" % (sys.argv[3], ce[0], sra[0], 100 * (sra[0] / ce[0] - 1),
-                                                          100 * sra[1] / sra[2]))
-print('BENCH_JSON {"bench":"distill","student":"%s","ce_s":%.4f,"sra_s":%.4f,"overhead":%.4f,"loader_wait":%.5f}'
-      % (sys.argv[3], ce[0], sra[0], sra[0] / ce[0] - 1, sra[1] / sra[2]))
+    return per, L[-1].get("loader_wait_s", 0.0), L[-1]["seconds"], sum(l.get("spans", 0) for l in L[10:]) / (len(L) - 10)
+ce, pa, v1 = steps(sys.argv[1]), steps(sys.argv[2]), steps(sys.argv[3])
+print("student %-7s d=128 L=2, batch 8 x 128: ce %.3f s/step; paper %.3f s/step (%.2fx ce, target <= 1.3x); "
+      "v1 %.3f s/step (%.2fx ce); %.0f spans/step; loader wait %.2f%% of the paper run (target < 1%%)"
+      % (sys.argv[4], ce[0], pa[0], pa[0] / ce[0], v1[0], v1[0] / ce[0], pa[3], 100 * pa[1] / pa[2]))
+print('BENCH_JSON {"bench":"distill","student":"%s","ce_s":%.4f,"paper_s":%.4f,"v1_s":%.4f,"paper_x":%.4f,'
+      '"v1_x":%.4f,"loader_wait":%.5f}' % (sys.argv[4], ce[0], pa[0], v1[0], pa[0] / ce[0], v1[0] / ce[0], pa[1] / pa[2]))
 PY
     done
     echo

@@ -8,7 +8,8 @@
 #   3. sra-train trains the teacher (a small Llama) on the stories;
 #   4. sra-extract runs the teacher once and writes its cache;
 #   5. sra-train distills two identical students with the byte tokenizer,
-#      one with cross-entropy only (ce), one with SRA;
+#      one with cross-entropy only (ce), one with SRA (the default preset,
+#      paper: method.md §9; the cache carries the teacher head it needs);
 #   6. a table of held-out bits per byte: teacher, ce, sra.
 # TEACHER=DIR DATA=FILE (make demo TEACHER=... DATA=...) runs steps 4-6 on
 # a Hugging Face teacher and a user's data instead: held-out = the last
@@ -59,7 +60,7 @@ common=(--cache "$OUT/cache" --tokenizer "$OUT/student_tokenizer.json" --eval "$
         --eval-max-windows 64 --ckpt-every 0)
 say "5/6 sra-train --method ce: the student (d=64, 2 layers, its own tokenizer)"
 "$B/sra-train" "${common[@]}" --method ce --out "$OUT/ce"
-say "5/6 sra-train --method sra: the same student, the same steps, distilled"
+say "5/6 sra-train --method sra (preset paper, the default): the same student, the same steps, distilled"
 "$B/sra-train" "${common[@]}" --method sra --out "$OUT/sra"
 # the teacher on the held-out text with its own tokenizer (--steps 0: evaluate only)
 "$B/sra-train" --tokenizer "$TDIR/tokenizer.json" --data "$HELD" --eval "$HELD" --from "$TDIR" --seq 256 --batch 8 \
