@@ -32,7 +32,26 @@ check extract_student 0 "" "${X[@]}" --out "$T/student" --dtype f32 --topk 32 --
 tail -c 8000 "$CORPUS" > "$T/eval.txt"
 TR=("$B/sra-train" --tokenizer "$GPT2" --eval "$T/eval.txt" --d-model 32 --layers 1 --heads 2 --seq 64 --batch 2
     --lr 3e-3 --warmup 5 --eval-every 0 --eval-max-windows 8 --threads 2)
-check train_sra 0 "shared vocabulary \(firstword\): [0-9]+ keys" "${TR[@]}" --cache "$T/word" --method sra --steps 200 --out "$T/sra"
+check train_sra 0 "preset paper: span logits head, pool exact, student mass last, alpha 0.5, beta 1, gamma 50, logit weight 1, tau 2 without tau\^2, spans response" "${TR[@]}" --cache "$T/word" --method sra --steps 200 --out "$T/sra"
+check sra_config_records_preset 0 '"preset":[[:space:]]*"paper"' cat "$T/sra/train_config.json"
+check sra_config_records_settings 0 '"student_mass":[[:space:]]*"last"' cat "$T/sra/train_config.json"
+# the v1 preset (method.md §1-§8) on a v1 cache (attention received)
+check extract_word_v1 0 "" "${X[@]}" --out "$T/word-v1" --dtype f32 --topk 32 --mass attn
+check train_sra_v1 0 "shared vocabulary \(firstword\): [0-9]+ keys" "${TR[@]}" --cache "$T/word-v1" --method sra --preset v1 --steps 40 --out "$T/sra-v1"
+check sra_v1_logs_shared_mass 0 '"shared_mass": 0\.[0-9]*[1-9]' bash -c "grep -v eval_ $T/sra-v1/metrics.jsonl | tail -1"
+# what the paper preset needs, refused with the flag that makes it
+check paper_refuses_attn_cache nz "re-extract with sra-extract --mass last" "${TR[@]}" --cache "$T/word-v1" --method sra --steps 1 --out "$T/x"
+check student_mass_must_match nz "the cache .* was made with mass last:2" "${TR[@]}" --cache "$T/word" --student-mass attn --steps 1 --out "$T/x"
+check head_needs_exact_pool nz "it needs --pool exact" "${TR[@]}" --cache "$T/word" --pool firstword --steps 1 --out "$T/x"
+cp -r "$T/word" "$T/nohead"
+/usr/bin/python3 -c "import json,sys; p=sys.argv[1]; m=json.load(open(p)); del m['teacher_head']; json.dump(m, open(p, 'w'))" "$T/nohead/manifest.json"
+check paper_refuses_headless_cache nz "the cache has no teacher LM head .* re-extract" "${TR[@]}" --cache "$T/nohead" --steps 1 --out "$T/x"
+check extract_topk0 0 "" "${X[@]}" --out "$T/topk0" --dtype f32 --topk 0
+check topk0_trains_paper 0 "" "${TR[@]}" --cache "$T/topk0" --steps 2 --out "$T/t0" --quiet
+check topk0_refused_by_next nz "made with --topk 0 .* re-extract with sra-extract --topk 64" "${TR[@]}" --cache "$T/topk0" --span-logits next --pool firstword --steps 1 --out "$T/x"
+check bad_preset nz "--preset 'v2': expected paper or v1" "${TR[@]}" --cache "$T/word" --preset v2 --steps 1 --out "$T/x"
+check bad_layer_map nz "--layer-map '1;2'" "${TR[@]}" --cache "$T/word" --layer-map "1;2" --steps 1 --out "$T/x"
+check layer_map_needs_layers nz "no stored CoM for layer 1 .* sra-extract --layers" "${TR[@]}" --cache "$T/word" --layer-map "1:1,-1:-1" --steps 1 --out "$T/x"
 check train_ce 0 "" "${TR[@]}" --cache "$T/word" --method ce --steps 200 --out "$T/ce" --quiet
 falls() { # first 10 vs last 10 mean of a metric
     awk -v k="\"$2\": " '$0 ~ k && !/eval_/ {split($0, a, k); split(a[2], b, ","); v[NR]=b[1]; n++}
@@ -44,7 +63,6 @@ check ce_loss_falls 0 "^falls" falls "$T/ce" loss
 for term in ce span geo logit; do
     check "sra_logs_$term" 0 "\"$term\": [0-9]*\.[0-9]*[1-9]" bash -c "grep -v eval_ $T/sra/metrics.jsonl | tail -1"
 done
-check sra_logs_shared_mass 0 '"shared_mass": 0\.[0-9]*[1-9]' bash -c "grep -v eval_ $T/sra/metrics.jsonl | tail -1"
 check sra_logs_loader_wait 0 '"loader_wait_s": ' bash -c "grep -v eval_ $T/sra/metrics.jsonl | tail -1"
 check sra_eval_bpb 0 '"eval_bpb": [0-9.]+' grep eval_bpb "$T/sra/metrics.jsonl"
 
